@@ -5,6 +5,11 @@ if(KVM_AMF_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+if(KVM_AMF_FUZZ)
+  # Coverage feedback from every library the fuzz targets reach; the targets link libFuzzer.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
 # kvm_amf_target_options(TARGET): the flags every target of ours builds with.
 function(kvm_amf_target_options target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor)

@@ -11,7 +11,7 @@ packages=(
   # libraries
   libcorosync-common-dev libcpg-dev libquorum-dev libvotequorum-dev libcmap-dev
   libvirt-dev libprotobuf-dev protobuf-compiler libzmq3-dev cppzmq-dev
-  libyaml-cpp-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
+  libyaml-cpp-dev libyaml-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   # run: cluster, hypervisor, guest image
   corosync libvirt-daemon libvirt-daemon-system libvirt-clients

@@ -325,19 +325,15 @@ LoadResult loadConfiguration(const std::vector<Source>& sources, const LoadLimit
       ctx.error({source.name, 0, 0}, "larger than " + std::to_string(limits.maxSourceBytes) + " bytes; not read");
       continue;
     }
-    std::vector<YAML::Node> documents;
-    try {
-      documents = YAML::LoadAll(source.text);
-    } catch (const YAML::Exception& e) {
-      Location where{source.name, 1, 1};
-      if (!e.mark.is_null()) where = {source.name, e.mark.line + 1, e.mark.column + 1};
-      ctx.error(where, "YAML syntax: " + e.msg);
+    ParsedYaml parsed = parseYaml(source.name, source.text);
+    if (parsed.error) {
+      result.errors.push_back(*parsed.error);
       continue;
     }
-    for (const YAML::Node& document : documents) {
+    for (const YamlRef& document : parsed.documents) {
       if (ctx.exhausted()) break;
-      if (document.IsNull()) continue;  // an empty document between two "---"
-      readObject(ctx, source.name, document, "doc" + std::to_string(documentCount++),
+      if (document->kind == YamlValue::Kind::kNull) continue;  // an empty document between two "---"
+      readObject(ctx, source.name, *document, "doc" + std::to_string(documentCount++),
                  [&](Fields& d) { readDocument(d, result.config, provenance); });
     }
   }

@@ -6,13 +6,11 @@
 
 namespace kvm_amf::config {
 
-Location ReadContext::at(const std::string& file, const YAML::Node& node) const {
-  const YAML::Mark mark = node.Mark();
-  if (mark.is_null()) return {file, 1, 1};
-  return {file, mark.line + 1, mark.column + 1};
+Location ReadContext::at(const std::string& file, const YamlValue& value) const {
+  return {file, value.line, value.column};
 }
 
-bool ReadContext::spend(const std::string& file, const YAML::Node& node) {
+bool ReadContext::spend(const std::string& file, const YamlValue& node) {
   if (exhausted_) return false;
   if (budget_ == 0) {
     exhausted_ = true;
@@ -23,23 +21,20 @@ bool ReadContext::spend(const std::string& file, const YAML::Node& node) {
   return true;
 }
 
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
+std::string describe(const YamlValue& node) {
+  switch (node.kind) {
+    case YamlValue::Kind::kMap:
       return "a map";
-    case YAML::NodeType::Sequence:
+    case YamlValue::Kind::kSequence:
       return "a list";
-    case YAML::NodeType::Null:
+    case YamlValue::Kind::kNull:
       return "nothing";
-    case YAML::NodeType::Scalar: {
-      std::string text = node.Scalar();
-      if (text.size() > 40) text = text.substr(0, 37) + "...";
-      return "'" + text + "'";
-    }
-    case YAML::NodeType::Undefined:
+    case YamlValue::Kind::kScalar:
       break;
   }
-  return "nothing";
+  std::string text = node.text;
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return "'" + text + "'";
 }
 
 bool isValidName(std::string_view name) {
@@ -51,27 +46,26 @@ bool isValidName(std::string_view name) {
   return alnum(name.front()) && alnum(name.back());
 }
 
-Fields::Fields(ReadContext& ctx, std::string file, const YAML::Node& node, std::string path)
+Fields::Fields(ReadContext& ctx, std::string file, const YamlValue& node, std::string path)
     : ctx_(ctx), file_(std::move(file)), path_(std::move(path)), node_(node) {
   ctx_.where().record(path_, ctx_.at(file_, node_));
   if (!ctx_.spend(file_, node_)) {
     finished_ = true;
     return;
   }
-  if (!node_.IsMap()) {
+  if (node_.kind != YamlValue::Kind::kMap) {
     ctx_.error(ctx_.at(file_, node_), "expected a map, found " + describe(node_));
     finished_ = true;
     return;
   }
   isMap_ = true;
-  for (const auto& entry : node_) {
-    if (!entry.first.IsScalar()) {
-      ctx_.error(ctx_.at(file_, entry.first), "a key must be a plain word, found " + describe(entry.first));
+  for (const auto& [key, value] : node_.entries) {
+    if (key->kind != YamlValue::Kind::kScalar) {
+      ctx_.error(ctx_.at(file_, *key), "a key must be a plain word, found " + describe(*key));
       continue;
     }
-    const std::string& key = entry.first.Scalar();
-    if (!entries_.emplace(key, entry.second).second) {
-      ctx_.error(ctx_.at(file_, entry.first), "duplicate key '" + key + "'");
+    if (!entries_.emplace(key->text, value.get()).second) {
+      ctx_.error(ctx_.at(file_, *key), "duplicate key '" + key->text + "'");
     }
   }
 }
@@ -79,42 +73,41 @@ Fields::Fields(ReadContext& ctx, std::string file, const YAML::Node& node, std::
 void Fields::finish() {
   if (finished_) return;
   finished_ = true;
-  for (const auto& entry : node_) {
-    if (!entry.first.IsScalar()) continue;
-    const std::string& key = entry.first.Scalar();
-    if (!consumed_.contains(key)) ctx_.error(ctx_.at(file_, entry.first), "unknown key '" + key + "'");
-    consumed_.insert(key);  // a duplicate key is reported once, as a duplicate
+  for (const auto& [key, value] : node_.entries) {
+    if (key->kind != YamlValue::Kind::kScalar) continue;
+    if (!consumed_.contains(key->text)) ctx_.error(ctx_.at(file_, *key), "unknown key '" + key->text + "'");
+    consumed_.insert(key->text);  // a duplicate key is reported once, as a duplicate
   }
 }
 
 void Fields::fail(std::string_view key, std::string message) {
   auto it = entries_.find(key);
-  Location where = it != entries_.end() ? ctx_.at(file_, it->second) : ctx_.at(file_, node_);
+  Location where = it != entries_.end() ? ctx_.at(file_, *it->second) : ctx_.at(file_, node_);
   std::string prefix = it != entries_.end() ? std::string(key) + ": " : "";
   ctx_.error(where, prefix + message);
 }
 
-std::optional<YAML::Node> Fields::take(std::string_view key, Need need) {
-  if (!isMap_) return std::nullopt;
+const YamlValue* Fields::take(std::string_view key, Need need) {
+  if (!isMap_) return nullptr;
   consumed_.insert(std::string(key));
   auto it = entries_.find(key);
-  if (it == entries_.end() || it->second.IsNull()) {
+  if (it == entries_.end() || it->second->kind == YamlValue::Kind::kNull) {
     if (need == kRequired) ctx_.error(ctx_.at(file_, node_), "missing required key '" + std::string(key) + "'");
-    return std::nullopt;
+    return nullptr;
   }
-  if (!ctx_.spend(file_, it->second)) return std::nullopt;
-  ctx_.where().record(field(path_, key), ctx_.at(file_, it->second));
+  if (!ctx_.spend(file_, *it->second)) return nullptr;
+  ctx_.where().record(field(path_, key), ctx_.at(file_, *it->second));
   return it->second;
 }
 
 std::optional<std::string> Fields::scalar(std::string_view key, Need need, const std::string& what) {
-  auto node = take(key, need);
+  const YamlValue* node = take(key, need);
   if (!node) return std::nullopt;
-  if (!node->IsScalar()) {
+  if (node->kind != YamlValue::Kind::kScalar) {
     fail(key, "expected " + what + ", found " + describe(*node));
     return std::nullopt;
   }
-  return node->Scalar();
+  return node->text;
 }
 
 bool Fields::str(std::string_view key, std::string& out, Need need) {
@@ -206,20 +199,20 @@ bool Fields::bytes(std::string_view key, model::Bytes& out, Need need) {
 }
 
 bool Fields::list(std::string_view key,
-                  const std::function<void(const YAML::Node& element, const std::string& path)>& read, Need need) {
-  auto node = take(key, need);
+                  const std::function<void(const YamlValue& element, const std::string& path)>& read, Need need) {
+  const YamlValue* node = take(key, need);
   if (!node) return false;
-  if (!node->IsSequence()) {
+  if (node->kind != YamlValue::Kind::kSequence) {
     fail(key, "expected a list, found " + describe(*node));
     return false;
   }
   const std::string listPath = field(path_, key);
   std::size_t index = 0;
-  for (const auto& element : *node) {
-    if (!ctx_.spend(file_, element)) return false;
+  for (const YamlRef& element : node->items) {
+    if (!ctx_.spend(file_, *element)) return false;
     const std::string elementPath = item(listPath, index++);
-    ctx_.where().record(elementPath, ctx_.at(file_, element));
-    read(element, elementPath);
+    ctx_.where().record(elementPath, ctx_.at(file_, *element));
+    read(*element, elementPath);
   }
   return true;
 }
@@ -229,13 +222,13 @@ bool Fields::names(std::string_view key, std::vector<std::string>& out, Need nee
   bool clean = true;
   bool present = list(
       key,
-      [&](const YAML::Node& element, const std::string&) {
-        if (!element.IsScalar() || !isValidName(element.Scalar())) {
+      [&](const YamlValue& element, const std::string&) {
+        if (element.kind != YamlValue::Kind::kScalar || !isValidName(element.text)) {
           ctx_.error(ctx_.at(file_, element), std::string(key) + ": expected a name, found " + describe(element));
           clean = false;
           return;
         }
-        values.push_back(element.Scalar());
+        values.push_back(element.text);
       },
       need);
   if (!present || !clean) return false;
@@ -248,13 +241,13 @@ bool Fields::strings(std::string_view key, std::vector<std::string>& out, Need n
   bool clean = true;
   bool present = list(
       key,
-      [&](const YAML::Node& element, const std::string&) {
-        if (!element.IsScalar()) {
+      [&](const YamlValue& element, const std::string&) {
+        if (element.kind != YamlValue::Kind::kScalar) {
           ctx_.error(ctx_.at(file_, element), std::string(key) + ": expected a string, found " + describe(element));
           clean = false;
           return;
         }
-        values.push_back(element.Scalar());
+        values.push_back(element.text);
       },
       need);
   if (!present || !clean) return false;
@@ -263,32 +256,29 @@ bool Fields::strings(std::string_view key, std::vector<std::string>& out, Need n
 }
 
 bool Fields::stringMap(std::string_view key, std::map<std::string, std::string>& out, Need need) {
-  auto node = take(key, need);
+  const YamlValue* node = take(key, need);
   if (!node) return false;
-  if (!node->IsMap()) {
+  if (node->kind != YamlValue::Kind::kMap) {
     fail(key, "expected a map of strings, found " + describe(*node));
     return false;
   }
   std::map<std::string, std::string> values;
   bool clean = true;
-  for (const auto& entry : *node) {
-    if (!ctx_.spend(file_, entry.second)) return false;
-    if (!entry.first.IsScalar() || entry.first.Scalar().empty() || entry.first.Scalar().size() > 253) {
-      ctx_.error(ctx_.at(file_, entry.first),
-                 std::string(key) + ": a key must be a plain word, found " + describe(entry.first));
+  for (const auto& [k, v] : node->entries) {
+    if (!ctx_.spend(file_, *v)) return false;
+    if (k->kind != YamlValue::Kind::kScalar || k->text.empty() || k->text.size() > 253) {
+      ctx_.error(ctx_.at(file_, *k), std::string(key) + ": a key must be a plain word, found " + describe(*k));
       clean = false;
       continue;
     }
-    const std::string& k = entry.first.Scalar();
-    if (!entry.second.IsScalar() || entry.second.Scalar().size() > 4096) {
-      ctx_.error(ctx_.at(file_, entry.second), std::string(key) + "." + k +
-                                                   ": expected a string of at most 4096 characters, found " +
-                                                   describe(entry.second));
+    if (v->kind != YamlValue::Kind::kScalar || v->text.size() > 4096) {
+      ctx_.error(ctx_.at(file_, *v), std::string(key) + "." + k->text +
+                                         ": expected a string of at most 4096 characters, found " + describe(*v));
       clean = false;
       continue;
     }
-    if (!values.emplace(k, entry.second.Scalar()).second) {
-      ctx_.error(ctx_.at(file_, entry.first), std::string(key) + ": duplicate key '" + k + "'");
+    if (!values.emplace(k->text, v->text).second) {
+      ctx_.error(ctx_.at(file_, *k), std::string(key) + ": duplicate key '" + k->text + "'");
       clean = false;
     }
   }
@@ -298,7 +288,7 @@ bool Fields::stringMap(std::string_view key, std::map<std::string, std::string>&
 }
 
 bool Fields::object(std::string_view key, const std::function<void(Fields&)>& read, Need need) {
-  auto node = take(key, need);
+  const YamlValue* node = take(key, need);
   if (!node) return false;
   Fields nested(ctx_, file_, *node, field(path_, key));
   if (!nested.isMap()) return false;
@@ -310,7 +300,7 @@ bool Fields::objects(std::string_view key, const std::function<void(Fields&, std
   std::size_t index = 0;
   return list(
       key,
-      [&](const YAML::Node& element, const std::string& elementPath) {
+      [&](const YamlValue& element, const std::string& elementPath) {
         Fields nested(ctx_, file_, element, elementPath);
         if (nested.isMap()) read(nested, index);
         ++index;
@@ -318,7 +308,7 @@ bool Fields::objects(std::string_view key, const std::function<void(Fields&, std
       need);
 }
 
-void readObject(ReadContext& ctx, const std::string& file, const YAML::Node& node, const std::string& path,
+void readObject(ReadContext& ctx, const std::string& file, const YamlValue& node, const std::string& path,
                 const std::function<void(Fields&)>& read) {
   Fields fields(ctx, file, node, path);
   if (fields.isMap()) read(fields);

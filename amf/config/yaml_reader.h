@@ -1,8 +1,6 @@
 // Typed reading of YAML values with every problem reported at its line and column.
-// Private to amf/config: the only place (with yaml_reader.cc and loader.cc) that sees yaml-cpp.
+// Private to amf/config. Reads the located tree of yaml_tree.h.
 #pragma once
-
-#include <yaml-cpp/yaml.h>
 
 #include <functional>
 #include <map>
@@ -15,6 +13,7 @@
 #include "kvm_amf/amf/model/config.h"
 #include "kvm_amf/amf/model/words.h"
 #include "source_map.h"
+#include "yaml_tree.h"
 
 namespace kvm_amf::config {
 
@@ -24,12 +23,12 @@ class ReadContext {
   ReadContext(Diagnostics& errors, SourceMap& where, std::size_t maxValues)
       : errors_(errors), where_(where), budget_(maxValues) {}
 
-  Location at(const std::string& file, const YAML::Node& node) const;
+  Location at(const std::string& file, const YamlValue& node) const;
   void error(const Location& where, std::string message) { errors_.push_back({where, std::move(message)}); }
   SourceMap& where() { return where_; }
 
   // Counts one visited value. False once the budget is spent (reported once): stop reading.
-  bool spend(const std::string& file, const YAML::Node& node);
+  bool spend(const std::string& file, const YamlValue& node);
   bool exhausted() const { return exhausted_; }
 
  private:
@@ -46,7 +45,7 @@ class Fields {
  public:
   enum Need { kOptional, kRequired };
 
-  Fields(ReadContext& ctx, std::string file, const YAML::Node& node, std::string path);
+  Fields(ReadContext& ctx, std::string file, const YamlValue& node, std::string path);
   ~Fields() { finish(); }
   Fields(const Fields&) = delete;
   Fields& operator=(const Fields&) = delete;
@@ -83,7 +82,7 @@ class Fields {
   // A nested mapping, read by `read` with a Fields of its own.
   bool object(std::string_view key, const std::function<void(Fields&)>& read, Need need = kOptional);
   // A sequence; `read` gets each element (any YAML type) with its path.
-  bool list(std::string_view key, const std::function<void(const YAML::Node& element, const std::string& path)>& read,
+  bool list(std::string_view key, const std::function<void(const YamlValue& element, const std::string& path)>& read,
             Need need = kOptional);
   // A sequence of mappings, each read by `read` with a Fields of its own.
   bool objects(std::string_view key, const std::function<void(Fields&, std::size_t index)>& read,
@@ -97,27 +96,27 @@ class Fields {
   void finish();
 
  private:
-  // The value under `key`, marked as consumed; nullopt when absent or null (reported if required).
-  std::optional<YAML::Node> take(std::string_view key, Need need);
+  // The value under `key`, marked as consumed; nullptr when absent or null (reported if required).
+  const YamlValue* take(std::string_view key, Need need);
   // The scalar text under `key`; reports a non-scalar as "expected <what>".
   std::optional<std::string> scalar(std::string_view key, Need need, const std::string& what);
 
   ReadContext& ctx_;
   std::string file_;
   std::string path_;
-  YAML::Node node_;
+  const YamlValue& node_;
   bool isMap_ = false;
   bool finished_ = false;
-  std::map<std::string, YAML::Node, std::less<>> entries_;
+  std::map<std::string, const YamlValue*, std::less<>> entries_;
   std::set<std::string, std::less<>> consumed_;
 };
 
 // Reads a nested mapping outside of a parent Fields (a document root, a list element).
-void readObject(ReadContext& ctx, const std::string& file, const YAML::Node& node, const std::string& path,
+void readObject(ReadContext& ctx, const std::string& file, const YamlValue& node, const std::string& path,
                 const std::function<void(Fields&)>& read);
 
 // A description of a YAML value's kind, for messages: "a map", "a list", "'text'".
-std::string describe(const YAML::Node& node);
+std::string describe(const YamlValue& node);
 
 // True for a DNS-label name: 1-63 of [a-z0-9-], starting and ending with a letter or digit.
 bool isValidName(std::string_view name);

@@ -31,12 +31,20 @@ TEST(HostileInput, DeepNestingIsAnError) {
   std::string deep(100000, '[');
   LoadResult r = loadText(deep);
   ASSERT_FALSE(r.ok());
-  EXPECT_TRUE(hasError(r, "YAML syntax")) << errorLines(r);
+  EXPECT_TRUE(hasError(r, 1, 65, "nested deeper than 64 levels")) << errorLines(r);
 
   std::string deepMaps;
   for (int i = 0; i < 5000; ++i) deepMaps += "{a: ";
   LoadResult r2 = loadText(deepMaps);
   EXPECT_FALSE(r2.ok());
+}
+
+TEST(HostileInput, InputThatHangsYamlCppIsStoppedBeforeIt) {
+  // yaml-cpp 0.7 loops forever on these; the libyaml gate reports them first.
+  for (const char* text : {", a:", ", n :  :", "- a\n, b:"}) {
+    LoadResult r = loadText(text);
+    EXPECT_TRUE(hasError(r, "YAML syntax")) << text << "\n" << errorLines(r);
+  }
 }
 
 TEST(HostileInput, OversizedSourcesAreNotRead) {

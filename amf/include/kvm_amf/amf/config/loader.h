@@ -1,5 +1,6 @@
 // Loading and validating configuration documents (`Cluster`, `ServiceGroup`; docs/configuration.md).
-// The only part of kvm-amf that reads YAML. Pure: no clock, no I/O except loadConfigurationFiles.
+// The only part of kvm-amf that reads YAML (parsed by libyaml; yaml-cpp only emits it). Pure: no
+// clock, no I/O except loadConfigurationFiles.
 #pragma once
 
 #include <string>

@@ -60,7 +60,6 @@ void readClusterSpec(Fields& f, model::ClusterSpec& spec) {
     fe.object("agent", [&](Fields& a) {
       a.str("command", s.agent.command, kRequired);
       a.duration("timeout", s.agent.timeout, milliseconds(100), minutes(10));
-      a.integer("retries", s.agent.retries, 0, 1000);
       a.duration("retryInterval", s.agent.retryInterval, milliseconds(0), minutes(10));
     });
     fe.object("self", [&](Fields& sf) {

@@ -45,7 +45,6 @@ json clusterSpec(const model::ClusterSpec& c) {
   if (f.mode == model::FencingMode::kAgent) {
     fencing["agent"] = {{"command", f.agent.command},
                         {"timeout", formatDuration(f.agent.timeout)},
-                        {"retries", f.agent.retries},
                         {"retryInterval", formatDuration(f.agent.retryInterval)}};
   }
   if (f.mode == model::FencingMode::kSelf) {

@@ -80,6 +80,14 @@ void Fields::finish() {
   }
 }
 
+std::vector<std::pair<std::string, Location>> Fields::keys() const {
+  std::vector<std::pair<std::string, Location>> out;
+  for (const auto& [key, value] : node_.entries) {
+    if (key->kind == YamlValue::Kind::kScalar) out.emplace_back(key->text, ctx_.at(file_, *key));
+  }
+  return out;
+}
+
 void Fields::fail(std::string_view key, std::string message) {
   auto it = entries_.find(key);
   Location where = it != entries_.end() ? ctx_.at(file_, *it->second) : ctx_.at(file_, node_);
@@ -149,6 +157,29 @@ bool Fields::integer(std::string_view key, int& out, int min, int max, Need need
     return false;
   }
   out = static_cast<int>(value);
+  return true;
+}
+
+bool Fields::unsignedInteger(std::string_view key, std::uint64_t& out, std::uint64_t min, std::uint64_t max,
+                             Need need) {
+  auto text = scalar(key, need, "an integer");
+  if (!text) return false;
+  const bool negative = text->size() > 1 && text->front() == '-';
+  std::uint64_t value = 0;
+  const char* begin = text->data() + (negative ? 1 : 0);
+  const char* end = text->data() + text->size();
+  auto [p, ec] = std::from_chars(begin, end, value);
+  const bool digits = p == end && (ec == std::errc() || ec == std::errc::result_out_of_range);
+  if (digits && (negative || ec == std::errc::result_out_of_range || value < min || value > max)) {
+    fail(key,
+         "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", not " + text->substr(0, 40));
+    return false;
+  }
+  if (ec != std::errc() || p != end) {
+    fail(key, "expected an integer, found '" + text->substr(0, 40) + "'");
+    return false;
+  }
+  out = value;
   return true;
 }
 

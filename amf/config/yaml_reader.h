@@ -2,6 +2,7 @@
 // Private to amf/config. Reads the located tree of yaml_tree.h.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -59,6 +60,8 @@ class Fields {
   bool str(std::string_view key, std::string& out, Need need = kOptional);
   bool name(std::string_view key, std::string& out, Need need = kOptional);  // a DNS-label name
   bool integer(std::string_view key, int& out, int min, int max, Need need = kOptional);
+  bool unsignedInteger(std::string_view key, std::uint64_t& out, std::uint64_t min, std::uint64_t max,
+                       Need need = kOptional);
   bool boolean(std::string_view key, bool& out, Need need = kOptional);
   bool duration(std::string_view key, model::Duration& out, model::Duration min, model::Duration max,
                 Need need = kOptional);
@@ -87,6 +90,11 @@ class Fields {
   // A sequence of mappings, each read by `read` with a Fields of its own.
   bool objects(std::string_view key, const std::function<void(Fields&, std::size_t index)>& read,
                Need need = kOptional);
+
+  // The mapping's keys in document order, each with its location, for mappings whose keys are
+  // data (a name, a target) rather than fields. Non-scalar keys are left out (already reported).
+  // Listing marks nothing as consumed: each key must still be read or ignored.
+  std::vector<std::pair<std::string, Location>> keys() const;
 
   // Marks `key` as known without reading it (its document is rejected for another reason).
   void ignore(std::string_view key) { consumed_.insert(std::string(key)); }

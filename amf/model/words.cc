@@ -38,8 +38,33 @@ constexpr Words<WatchdogAction, 6> kWatchdogAction = {{{WatchdogAction::kReset, 
                                                        {WatchdogAction::kDump, "dump"},
                                                        {WatchdogAction::kInjectNmi, "inject-nmi"}}};
 
+constexpr Words<HaState, 4> kHaState = {{{HaState::kActive, "active"},
+                                         {HaState::kStandby, "standby"},
+                                         {HaState::kQuiescing, "quiescing"},
+                                         {HaState::kQuiesced, "quiesced"}}};
+constexpr Words<AdminState, 4> kAdminState = {{{AdminState::kUnlocked, "unlocked"},
+                                               {AdminState::kLocked, "locked"},
+                                               {AdminState::kLockedInstantiation, "locked-instantiation"},
+                                               {AdminState::kShuttingDown, "shutting-down"}}};
+constexpr Words<OperState, 2> kOperState = {{{OperState::kEnabled, "enabled"}, {OperState::kDisabled, "disabled"}}};
+constexpr Words<PresenceState, 7> kPresenceState = {{{PresenceState::kUninstantiated, "uninstantiated"},
+                                                     {PresenceState::kInstantiating, "instantiating"},
+                                                     {PresenceState::kInstantiated, "instantiated"},
+                                                     {PresenceState::kTerminating, "terminating"},
+                                                     {PresenceState::kRestarting, "restarting"},
+                                                     {PresenceState::kInstantiationFailed, "instantiation-failed"},
+                                                     {PresenceState::kTerminationFailed, "termination-failed"}}};
+constexpr Words<ReadinessState, 3> kReadinessState = {{{ReadinessState::kOutOfService, "out-of-service"},
+                                                       {ReadinessState::kInService, "in-service"},
+                                                       {ReadinessState::kStopping, "stopping"}}};
+
 }  // namespace
 
+WordTable<HaState> enumWords(HaState) { return kHaState; }
+WordTable<AdminState> enumWords(AdminState) { return kAdminState; }
+WordTable<OperState> enumWords(OperState) { return kOperState; }
+WordTable<PresenceState> enumWords(PresenceState) { return kPresenceState; }
+WordTable<ReadinessState> enumWords(ReadinessState) { return kReadinessState; }
 WordTable<FencingMode> enumWords(FencingMode) { return kFencingMode; }
 WordTable<Firmware> enumWords(Firmware) { return kFirmware; }
 WordTable<RealtimePolicy> enumWords(RealtimePolicy) { return kRealtimePolicy; }

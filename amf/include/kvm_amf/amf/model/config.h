@@ -55,8 +55,7 @@ enum class FencingMode { kAgent, kSelf, kNone };
 struct FenceAgentSpec {
   std::string command;  // run by the director with {node} substituted
   Duration timeout{10000};
-  int retries = 3;  // further attempts after a failure, each raising an alarm
-  Duration retryInterval{1000};
+  Duration retryInterval{1000};  // a failed attempt raises an alarm and is retried after this, without end
   bool operator==(const FenceAgentSpec&) const = default;
 };
 

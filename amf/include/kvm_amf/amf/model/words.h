@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "kvm_amf/amf/model/config.h"
+#include "kvm_amf/amf/model/states.h"
 
 namespace kvm_amf::model {
 
@@ -26,6 +27,11 @@ WordTable<RedundancyModel> enumWords(RedundancyModel);
 WordTable<RecoveryAction> enumWords(RecoveryAction);
 WordTable<WatchdogModel> enumWords(WatchdogModel);
 WordTable<WatchdogAction> enumWords(WatchdogAction);
+WordTable<HaState> enumWords(HaState);
+WordTable<AdminState> enumWords(AdminState);
+WordTable<OperState> enumWords(OperState);
+WordTable<PresenceState> enumWords(PresenceState);
+WordTable<ReadinessState> enumWords(ReadinessState);
 
 template <typename E>
 std::string_view toWord(E value) {

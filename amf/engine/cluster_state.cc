@@ -1,0 +1,141 @@
+#include "kvm_amf/amf/engine/cluster_state.h"
+
+#include <cassert>
+
+namespace kvm_amf::engine {
+
+bool ClusterState::operator==(const ClusterState& other) const {
+  const bool sameConfig = config == other.config || (config && other.config && *config == *other.config);
+  return sameConfig && generation == other.generation && decisions == other.decisions && nodes == other.nodes &&
+         sgs == other.sgs && sus == other.sus && sis == other.sis && vms == other.vms &&
+         pendingAdmin == other.pendingAdmin;
+}
+
+const model::ServiceGroupSpec& ClusterState::sgSpec(const std::string& sg) const {
+  for (const auto& spec : config->serviceGroups) {
+    if (spec.name == sg) return spec;
+  }
+  assert(false && "unknown service group");
+  return config->serviceGroups.front();
+}
+
+const model::ServiceUnitSpec& ClusterState::suSpec(const std::string& su) const {
+  const auto& group = sgSpec(sus.at(su).sg);
+  for (const auto& unit : group.units) {
+    if (unit.name == su) return unit;
+  }
+  assert(false && "unknown service unit");
+  return group.units.front();
+}
+
+const model::VmSpec& ClusterState::vmSpec(const std::string& vm) const {
+  for (const auto& spec : suSpec(vms.at(vm).su).vms) {
+    if (spec.name == vm) return spec;
+  }
+  assert(false && "unknown VM");
+  return suSpec(vms.at(vm).su).vms.front();
+}
+
+const NodeRuntime* ClusterState::nodeById(int id) const {
+  for (const auto& [name, node] : nodes) {
+    if (node.id == id) return &node;
+  }
+  return nullptr;
+}
+
+const NodeRuntime* ClusterState::node(const std::string& name) const {
+  auto it = nodes.find(name);
+  return it == nodes.end() ? nullptr : &it->second;
+}
+
+ClusterState initialState(std::shared_ptr<const model::Configuration> config, std::uint64_t generation) {
+  ClusterState state;
+  state.generation = generation;
+  for (const auto& spec : config->cluster->nodes) {
+    NodeRuntime node;
+    node.name = spec.name;
+    node.id = spec.id;
+    state.nodes.emplace(spec.name, node);
+  }
+  for (const auto& sg : config->serviceGroups) {
+    state.sgs.emplace(sg.name, SgRuntime{.name = sg.name});
+    for (const auto& unit : sg.units) {
+      SuRuntime su;
+      su.name = unit.name;
+      su.sg = sg.name;
+      su.rank = unit.rank;
+      state.sus.emplace(unit.name, su);
+      for (const auto& vm : unit.vms) {
+        VmRuntime runtime;
+        runtime.name = vm.name;
+        runtime.su = unit.name;
+        state.vms.emplace(vm.name, runtime);
+      }
+    }
+    for (const auto& si : sg.serviceInstances) {
+      SiRuntime runtime;
+      runtime.name = si.name;
+      runtime.sg = sg.name;
+      runtime.rank = si.rank;
+      state.sis.emplace(si.name, runtime);
+    }
+  }
+  state.config = std::move(config);
+  return state;
+}
+
+PresenceState suPresence(const ClusterState& state, const SuRuntime& su) {
+  if (su.instantiationFailed) return PresenceState::kInstantiationFailed;
+  bool allUninstantiated = true;
+  bool allInstantiated = true;
+  bool terminating = false;
+  bool restarting = false;
+  bool terminationFailed = false;
+  for (const auto& spec : state.suSpec(su.name).vms) {
+    const PresenceState p = state.vms.at(spec.name).presence;
+    allUninstantiated = allUninstantiated && p == PresenceState::kUninstantiated;
+    allInstantiated = allInstantiated && p == PresenceState::kInstantiated;
+    terminating = terminating || p == PresenceState::kTerminating;
+    restarting = restarting || p == PresenceState::kRestarting;
+    terminationFailed = terminationFailed || p == PresenceState::kTerminationFailed;
+  }
+  if (terminationFailed) return PresenceState::kTerminationFailed;
+  if (allUninstantiated) return PresenceState::kUninstantiated;
+  if (allInstantiated) return PresenceState::kInstantiated;
+  if (terminating) return PresenceState::kTerminating;
+  if (restarting) return PresenceState::kRestarting;
+  return PresenceState::kInstantiating;
+}
+
+OperState effectiveSuOper(const ClusterState&, const SuRuntime& su) { return su.oper; }
+
+ReadinessState suReadiness(const ClusterState& state, const SuRuntime& su) {
+  if (su.oper != OperState::kEnabled || suPresence(state, su) != PresenceState::kInstantiated || su.node.empty()) {
+    return ReadinessState::kOutOfService;
+  }
+  const NodeRuntime& node = state.nodes.at(su.node);
+  if (node.status != NodeStatus::kUp || node.oper != OperState::kEnabled) return ReadinessState::kOutOfService;
+  for (const auto& vm : state.suSpec(su.name).vms) {
+    if (state.vms.at(vm.name).failure) return ReadinessState::kOutOfService;
+  }
+  const AdminState sgAdmin = state.sgs.at(su.sg).admin;
+  auto locked = [](AdminState a) { return a == AdminState::kLocked || a == AdminState::kLockedInstantiation; };
+  if (locked(su.admin) || locked(sgAdmin) || locked(node.admin)) return ReadinessState::kOutOfService;
+  if (su.admin == AdminState::kShuttingDown || sgAdmin == AdminState::kShuttingDown ||
+      node.admin == AdminState::kShuttingDown) {
+    return ReadinessState::kStopping;
+  }
+  return ReadinessState::kInService;
+}
+
+bool suCertainlyDown(const ClusterState& state, const SuRuntime& su) {
+  for (const auto& spec : state.suSpec(su.name).vms) {
+    const VmRuntime& vm = state.vms.at(spec.name);
+    if (vm.presence == PresenceState::kUninstantiated) continue;
+    if (!vm.node.empty() && state.nodes.at(vm.node).status == NodeStatus::kDown) continue;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace kvm_amf::engine

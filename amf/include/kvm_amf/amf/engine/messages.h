@@ -1,0 +1,184 @@
+// The messages of the replicated stream. Node managers multicast reports (facts they observed)
+// and the director multicasts decisions (actions); every member applies both, in the group's
+// total order, to its copy of the ClusterState (apply.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "kvm_amf/amf/engine/cluster_state.h"
+#include "kvm_amf/amf/model/admin_command.h"
+
+namespace kvm_amf::engine {
+
+// ---- Reports: from the node manager of `node` -----------------------------------------------
+
+struct VmStarted {  // the VM runs on node (after StartSu, RestartVm or RestartSu)
+  std::string vm, node;
+  bool operator==(const VmStarted&) const = default;
+};
+struct VmStartFailed {
+  std::string vm, node, reason;
+  bool operator==(const VmStartFailed&) const = default;
+};
+struct VmStopped {  // a stop the cluster asked for is done: the VM no longer runs on node
+  std::string vm, node;
+  bool operator==(const VmStopped&) const = default;
+};
+struct VmStopFailed {  // the VM could not be stopped (its host must be fenced)
+  std::string vm, node, reason;
+  bool operator==(const VmStopFailed&) const = default;
+};
+struct VmFailed {  // the VM failed on its own: crash, watchdog, hang, I/O error, bad health
+  std::string vm, node;
+  FailureKind kind = FailureKind::kCrash;
+  bool operator==(const VmFailed&) const = default;
+};
+struct HaAcked {  // every VM of su confirmed HA state ha for si
+  std::string su, si;
+  HaState ha = HaState::kStandby;
+  bool operator==(const HaAcked&) const = default;
+};
+struct AgentUp {  // node's node manager (re)joined; these of the cluster's VMs run there now
+  std::string node;
+  std::vector<std::string> runningVms;
+  bool operator==(const AgentUp&) const = default;
+};
+struct FenceDone {  // the fence agent run against node ended
+  std::string node;
+  bool ok = false;
+  std::string message;
+  TimePoint at{0};  // when it ended, by the fencer's clock (spaces out retries)
+  bool operator==(const FenceDone&) const = default;
+};
+struct AdminRequest {  // an operator's command, received by node manager `from`
+  std::uint64_t id = 0;
+  int from = 0;
+  model::AdminCommand command;
+  bool operator==(const AdminRequest&) const = default;
+};
+
+// ---- Actions: decided by the director --------------------------------------------------------
+
+struct SetNodeStatus {
+  std::string node;
+  NodeStatus status = NodeStatus::kUp;
+  std::string reason;
+  bool operator==(const SetNodeStatus&) const = default;
+};
+struct StartFence {  // node `fencer` runs the fence agent against node
+  std::string node;
+  int fencer = 0;
+  bool operator==(const StartFence&) const = default;
+};
+struct StartSu {  // instantiate su's VMs on node, in boot order
+  std::string su, node;
+  bool operator==(const StartSu&) const = default;
+};
+struct StopSu {  // terminate su's VMs (also the cleanup of a failed unit)
+  std::string su;
+  bool operator==(const StopSu&) const = default;
+};
+struct RestartVm {  // stop and start one VM in place; `counted`: an escalation step
+  std::string vm;
+  bool counted = true;
+  bool operator==(const RestartVm&) const = default;
+};
+struct RestartSu {
+  std::string su;
+  bool counted = true;
+  bool operator==(const RestartSu&) const = default;
+};
+struct FailoverSu {  // su leaves service (oper disabled) and is cleaned up; its SIs move
+  std::string su;
+  bool nodeLevel = false;  // part of a node failover
+  bool operator==(const FailoverSu&) const = default;
+};
+struct SetNodeOper {  // node failover disables a node; `repaired node/NAME` enables it
+  std::string node;
+  OperState oper = OperState::kEnabled;
+  bool operator==(const SetNodeOper&) const = default;
+};
+struct DestroyVm {  // a copy of vm that must not run on node (found there after a reattach)
+  std::string vm, node;
+  bool operator==(const DestroyVm&) const = default;
+};
+struct RepairSu {  // su may be instantiated again (automatic repair, or `repaired`)
+  std::string su;
+  bool operator==(const RepairSu&) const = default;
+};
+struct SetHa {  // assign si to su in HA state ha (new, or a change of state)
+  std::string su, si;
+  HaState ha = HaState::kStandby;
+  bool operator==(const SetHa&) const = default;
+};
+struct RemoveAssignment {
+  std::string su, si;
+  bool operator==(const RemoveAssignment&) const = default;
+};
+struct SetAdmin {  // an entity's administrative state
+  model::AdminTarget target;
+  AdminState admin = AdminState::kUnlocked;
+  bool operator==(const SetAdmin&) const = default;
+};
+struct SetPreferredActive {  // si-swap: the unit that should hold si active ("" clears)
+  std::string si, su;
+  bool operator==(const SetPreferredActive&) const = default;
+};
+struct SetSgAdjust {
+  std::string sg;
+  bool adjust = false;
+  bool operator==(const SetSgAdjust&) const = default;
+};
+struct AdminReply {  // the outcome of AdminRequest id received by node manager `from`
+  std::uint64_t id = 0;
+  int from = 0;
+  bool ok = false;
+  std::string message;
+  bool operator==(const AdminReply&) const = default;
+};
+
+using Action =
+    std::variant<SetNodeStatus, StartFence, StartSu, StopSu, RestartVm, RestartSu, FailoverSu, SetNodeOper, DestroyVm,
+                 RepairSu, SetHa, RemoveAssignment, SetAdmin, SetPreferredActive, SetSgAdjust, AdminReply>;
+
+// One step of the director: its actions, stamped with the director's clock.
+struct Decision {
+  int director = 0;
+  TimePoint at{0};
+  std::vector<Action> actions;
+  bool operator==(const Decision&) const = default;
+};
+
+using Report = std::variant<VmStarted, VmStartFailed, VmStopped, VmStopFailed, VmFailed, HaAcked, AgentUp, FenceDone,
+                            AdminRequest>;
+
+// ---- State transfer: after a view change that adds members --------------------------------------
+
+// Every member offers its state; the best offer (a state, then the newest configuration
+// generation, then the most decisions, then the lowest node id) is sent to all as a snapshot.
+struct StateOffer {
+  int node = 0;
+  bool hasState = false;
+  std::uint64_t generation = 0;
+  std::uint64_t decisions = 0;
+  bool operator==(const StateOffer&) const = default;
+};
+struct StateSnapshot {
+  int node = 0;
+  ClusterState state;  // with its configuration
+  bool operator==(const StateSnapshot&) const = default;
+};
+
+// Everything a node manager multicasts.
+using Envelope = std::variant<Report, Decision, StateOffer, StateSnapshot>;
+
+// A short human form of an action or report, for event logs: "start-su mme-a node1".
+std::string describe(const Action& action);
+std::string describe(const Report& report);
+std::string nodeStatusWord(NodeStatus status);  // "up", "amfd-down", "lost", "fencing", "down"
+std::string failureWord(FailureKind kind);      // "crash", "watchdog", "hang", "io-error", "unhealthy"
+
+}  // namespace kvm_amf::engine

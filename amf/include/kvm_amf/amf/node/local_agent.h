@@ -1,0 +1,72 @@
+// The local agent of a node manager: carries out the actions that concern its own host (start,
+// stop and restart VMs, tell guests their HA state, run the fence agent) and turns what it
+// observes (VM events, guest hangs, completions) into reports for the group.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "kvm_amf/amf/engine/cluster_state.h"
+#include "kvm_amf/amf/engine/messages.h"
+#include "kvm_amf/cluster/fence_agent.h"
+#include "kvm_amf/common/scheduler.h"
+#include "kvm_amf/vmm/guest_channel.h"
+#include "kvm_amf/vmm/hypervisor.h"
+
+namespace kvm_amf::node {
+
+class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
+ public:
+  using Reporter = std::function<void(engine::Report)>;
+  // `state()` gives the current replicated state (nullptr while there is none). All references
+  // must outlive the agent; callbacks that arrive after its destruction are ignored.
+  LocalAgent(std::string node, int nodeId, Scheduler& scheduler, vmm::Hypervisor& hypervisor, vmm::GuestChannel& guests,
+             cluster::FenceAgent& fence, std::function<const engine::ClusterState*()> state, Reporter report);
+  ~LocalAgent() override;
+  LocalAgent(const LocalAgent&) = delete;
+  LocalAgent& operator=(const LocalAgent&) = delete;
+
+  // After `decision` was applied: carry out its actions that concern this host.
+  void onDecision(const engine::Decision& decision);
+  // After `report` was applied: a VM of this host that (re)started is told its assignments.
+  void onReport(const engine::Report& report);
+  // Joined the group: report which of the cluster's VMs run here (AgentUp) and watch them.
+  void reportIn();
+  // Without quorum under `fencing.mode: self`: stop every VM of the cluster on this host.
+  void selfFence();
+
+  void onVmEvent(const std::string& vm, vmm::VmEvent event) override;
+  void onGuestHung(const std::string& vm) override;
+  void onGuestUnhealthy(const std::string& vm) override;
+
+ private:
+  const engine::ClusterState* state() const { return state_(); }
+  bool mine(const std::string& vm) const;  // the state places vm on this host
+  void startUnit(const std::string& su, int fromBootOrder);
+  void startVm(const std::string& vm, std::function<void()> then);
+  void stopVm(const std::string& vm);
+  void restartVm(const std::string& vm);
+  void assignUnit(const std::string& su, const std::string& si, model::HaState ha);
+  void watch(const std::string& vm);
+  // Wraps a callback so it does nothing once the agent is gone.
+  template <typename F>
+  auto guarded(F fn) {
+    return [alive = alive_, fn = std::move(fn)](auto&&... args) mutable {
+      if (*alive) fn(std::forward<decltype(args)>(args)...);
+    };
+  }
+
+  std::string node_;
+  int nodeId_;
+  Scheduler& scheduler_;
+  vmm::Hypervisor& hypervisor_;
+  vmm::GuestChannel& guests_;
+  cluster::FenceAgent& fence_;
+  std::function<const engine::ClusterState*()> state_;
+  Reporter report_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace kvm_amf::node

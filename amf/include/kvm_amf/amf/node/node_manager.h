@@ -1,0 +1,85 @@
+// The node manager: one per host, the same class in amfd and in amf-sim. It is a member of the
+// group, keeps its copy of the replicated state by applying the group's ordered messages, takes
+// the state from its peers when it joins (state transfer), decides when it is the director, and
+// has its local agent carry out what concerns its own host.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kvm_amf/amf/engine/cluster_state.h"
+#include "kvm_amf/amf/engine/engine.h"
+#include "kvm_amf/amf/engine/messages.h"
+#include "kvm_amf/amf/node/local_agent.h"
+#include "kvm_amf/cluster/group.h"
+
+namespace kvm_amf::node {
+
+struct NodeManagerDeps {
+  Scheduler* scheduler = nullptr;
+  cluster::GroupChannel* group = nullptr;
+  cluster::FenceAgent* fence = nullptr;
+  vmm::Hypervisor* hypervisor = nullptr;
+  vmm::GuestChannel* guests = nullptr;
+};
+
+class NodeManager : public cluster::GroupListener {
+ public:
+  using AdminDone = std::function<void(bool ok, std::string message)>;
+
+  // `initial`: the state this host had (from its disk, or the configuration's initial state); the
+  // group's freshest state replaces it on joining. REQUIRES: every dependency outlives this.
+  NodeManager(std::string nodeName, NodeManagerDeps deps, std::optional<engine::ClusterState> initial);
+  ~NodeManager() override;
+  NodeManager(const NodeManager&) = delete;
+  NodeManager& operator=(const NodeManager&) = delete;
+
+  Status start();  // joins the group
+  void stop();     // leaves the group; VMs keep running
+
+  // Sends an operator's command into the stream; `done` gets the director's answer.
+  void submit(const model::AdminCommand& command, AdminDone done);
+
+  // The replicated state once synchronised with the group; nullptr before.
+  const engine::ClusterState* state() const { return synced() ? &*state_ : nullptr; }
+  bool synced() const { return state_.has_value() && !syncing_ && inGroup_; }
+  const engine::View& view() const { return view_; }
+  bool isDirector() const { return synced() && engine::directorOf(view_) == view_.self; }
+  const std::string& name() const { return name_; }
+  std::uint64_t malformedMessages() const { return malformed_; }
+
+  void onView(const cluster::ViewChange& view) override;
+  void onDeliver(int sender, const std::string& payload) override;
+
+ private:
+  void send(const engine::Envelope& message);
+  void startSync();
+  void offer(const engine::StateOffer& offer);
+  void adopt(const engine::StateSnapshot& snapshot);
+  void apply(const engine::Envelope& message);
+  void maybeDecide();
+
+  std::string name_;
+  NodeManagerDeps deps_;
+  std::optional<engine::ClusterState> state_;
+  engine::View view_;
+  bool inGroup_ = false;
+  bool syncing_ = false;
+  bool justJoined_ = false;
+  std::map<int, engine::StateOffer> offers_;
+  int snapshotFrom_ = 0;
+  std::deque<engine::Envelope> buffered_;  // reports and decisions delivered while synchronising
+  bool decisionInFlight_ = false;
+  std::optional<TimerId> wakeTimer_;
+  std::uint64_t nextAdminId_ = 1;
+  std::map<std::uint64_t, AdminDone> adminWaiting_;
+  std::uint64_t malformed_ = 0;
+  std::unique_ptr<LocalAgent> agent_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace kvm_amf::node

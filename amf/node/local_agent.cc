@@ -1,0 +1,238 @@
+#include "kvm_amf/amf/node/local_agent.h"
+
+#include <algorithm>
+#include <map>
+
+namespace kvm_amf::node {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+using engine::ClusterState;
+using model::PresenceState;
+
+}  // namespace
+
+LocalAgent::LocalAgent(std::string node, int nodeId, Scheduler& scheduler, vmm::Hypervisor& hypervisor,
+                       vmm::GuestChannel& guests, cluster::FenceAgent& fence,
+                       std::function<const engine::ClusterState*()> state, Reporter report)
+    : node_(std::move(node)),
+      nodeId_(nodeId),
+      scheduler_(scheduler),
+      hypervisor_(hypervisor),
+      guests_(guests),
+      fence_(fence),
+      state_(std::move(state)),
+      report_(std::move(report)) {
+  hypervisor_.setListener(this);
+  guests_.setListener(this);
+}
+
+LocalAgent::~LocalAgent() {
+  *alive_ = false;
+  hypervisor_.setListener(nullptr);
+  guests_.setListener(nullptr);
+}
+
+bool LocalAgent::mine(const std::string& vm) const {
+  const ClusterState* s = state();
+  if (!s) return false;
+  auto it = s->vms.find(vm);
+  return it != s->vms.end() && it->second.node == node_;
+}
+
+void LocalAgent::onDecision(const engine::Decision& decision) {
+  const ClusterState* s = state();
+  if (!s) return;
+  for (const auto& action : decision.actions) {
+    std::visit(Overloaded{
+                   [&](const engine::StartSu& a) {
+                     if (a.node == node_) startUnit(a.su, 0);
+                   },
+                   [&](const engine::StopSu& a) {
+                     for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
+                   },
+                   [&](const engine::FailoverSu& a) {
+                     for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
+                   },
+                   [&](const engine::RestartVm& a) { restartVm(a.vm); },
+                   [&](const engine::RestartSu& a) {
+                     for (const auto& vm : s->suSpec(a.su).vms) restartVm(vm.name);
+                   },
+                   [&](const engine::SetHa& a) {
+                     if (s->sus.at(a.su).node == node_) assignUnit(a.su, a.si, a.ha);
+                   },
+                   [&](const engine::RemoveAssignment& a) {
+                     if (s->sus.at(a.su).node != node_) return;
+                     for (const auto& vm : s->suSpec(a.su).vms) guests_.unassign(vm.name, a.si, [](Status) {});
+                   },
+                   [&](const engine::StartFence& a) {
+                     if (a.fencer != nodeId_) return;
+                     fence_.fence(a.node, guarded([this, target = a.node](bool ok, std::string message) {
+                                    report_(engine::FenceDone{target, ok, std::move(message), scheduler_.now()});
+                                  }));
+                   },
+                   [&](const engine::DestroyVm& a) {
+                     if (a.node == node_) hypervisor_.destroy(a.vm, [](Status) {});
+                   },
+                   [](const auto&) {},
+               },
+               action);
+  }
+}
+
+void LocalAgent::onReport(const engine::Report& report) {
+  const auto* started = std::get_if<engine::VmStarted>(&report);
+  if (!started || started->node != node_) return;
+  const ClusterState* s = state();
+  const std::string& su = s->vms.at(started->vm).su;
+  for (const auto& [name, si] : s->sis) {
+    for (const auto& a : si.assignments) {
+      if (a.su == su && !a.acked) assignUnit(su, name, a.ha);
+    }
+  }
+}
+
+void LocalAgent::startUnit(const std::string& su, int fromBootOrder) {
+  const ClusterState* s = state();
+  // The VMs of the lowest boot order not started yet; the next order starts when they all ran.
+  std::vector<std::string> batch;
+  int order = -1;
+  for (const auto& vm : s->suSpec(su).vms) {
+    if (vm.bootOrder < fromBootOrder) continue;
+    if (order == -1 || vm.bootOrder < order) {
+      order = vm.bootOrder;
+      batch.clear();
+    }
+    if (vm.bootOrder == order) batch.push_back(vm.name);
+  }
+  if (batch.empty()) return;
+  auto remaining = std::make_shared<std::size_t>(batch.size());
+  for (const auto& vm : batch) {
+    startVm(vm, [this, su, order, remaining] {
+      if (--*remaining == 0) startUnit(su, order + 1);
+    });
+  }
+}
+
+void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
+  const ClusterState* s = state();
+  const auto& runtime = s->vms.at(vm);
+  if (runtime.node != node_ ||
+      (runtime.presence != PresenceState::kInstantiating && runtime.presence != PresenceState::kRestarting)) {
+    return;
+  }
+  const auto& watchdog = s->sgSpec(s->sus.at(runtime.su).sg).health.watchdog;
+  hypervisor_.start(s->vmSpec(vm), watchdog, guarded([this, vm, then = std::move(then)](Status status) {
+                      if (status.ok()) {
+                        watch(vm);
+                        report_(engine::VmStarted{vm, node_});
+                      } else {
+                        report_(engine::VmStartFailed{vm, node_, status.error().message});
+                      }
+                      then();
+                    }));
+}
+
+void LocalAgent::stopVm(const std::string& vm) {
+  const ClusterState* s = state();
+  const auto& runtime = s->vms.at(vm);
+  if (runtime.node != node_ || runtime.presence != PresenceState::kTerminating) return;
+  guests_.unwatch(vm);
+  hypervisor_.destroy(vm, guarded([this, vm](Status status) {
+                        if (status.ok()) {
+                          report_(engine::VmStopped{vm, node_});
+                        } else {
+                          report_(engine::VmStopFailed{vm, node_, status.error().message});
+                        }
+                      }));
+}
+
+void LocalAgent::restartVm(const std::string& vm) {
+  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kRestarting) return;
+  guests_.unwatch(vm);
+  hypervisor_.destroy(vm, guarded([this, vm](Status status) {
+                        if (!status.ok()) {
+                          report_(engine::VmStartFailed{vm, node_, "could not stop it: " + status.error().message});
+                          return;
+                        }
+                        startVm(vm, [] {});
+                      }));
+}
+
+void LocalAgent::assignUnit(const std::string& su, const std::string& si, model::HaState ha) {
+  const ClusterState* s = state();
+  std::map<std::string, std::string> attributes;
+  for (const auto& spec : s->sgSpec(s->sus.at(su).sg).serviceInstances) {
+    if (spec.name == si) attributes = spec.attributes;
+  }
+  const auto& vms = s->suSpec(su).vms;
+  auto pending = std::make_shared<std::size_t>(vms.size());
+  auto failed = std::make_shared<bool>(false);
+  for (const auto& vm : vms) {
+    guests_.assign(vm.name, si, ha, attributes, guarded([this, su, si, ha, pending, failed](Status status) {
+                     if (!status.ok()) *failed = true;
+                     if (--*pending == 0 && !*failed) report_(engine::HaAcked{su, si, ha});
+                   }));
+  }
+}
+
+void LocalAgent::watch(const std::string& vm) {
+  const ClusterState* s = state();
+  const auto& heartbeat = s->sgSpec(s->sus.at(s->vms.at(vm).su).sg).health.heartbeat;
+  if (heartbeat) guests_.watch(vm, *heartbeat);
+}
+
+void LocalAgent::reportIn() {
+  hypervisor_.listRunning(guarded([this](Result<std::vector<std::string>> running) {
+    const ClusterState* s = state();
+    if (!s || !running.ok()) return;
+    std::vector<std::string> ours;
+    for (const auto& vm : running.value()) {
+      if (s->vms.contains(vm)) ours.push_back(vm);
+    }
+    std::sort(ours.begin(), ours.end());
+    for (const auto& vm : ours) {
+      if (mine(vm)) watch(vm);
+    }
+    report_(engine::AgentUp{node_, ours});
+  }));
+}
+
+void LocalAgent::selfFence() {
+  hypervisor_.listRunning(guarded([this](Result<std::vector<std::string>> running) {
+    const ClusterState* s = state();
+    if (!s || !running.ok()) return;
+    for (const auto& vm : running.value()) {
+      if (!s->vms.contains(vm)) continue;
+      guests_.unwatch(vm);
+      hypervisor_.destroy(vm, [](Status) {});
+    }
+  }));
+}
+
+void LocalAgent::onVmEvent(const std::string& vm, vmm::VmEvent event) {
+  if (!mine(vm)) return;
+  const auto presence = state()->vms.at(vm).presence;
+  if (presence != PresenceState::kInstantiated && presence != PresenceState::kInstantiating) return;
+  engine::FailureKind kind = engine::FailureKind::kCrash;
+  if (event == vmm::VmEvent::kWatchdog) kind = engine::FailureKind::kWatchdog;
+  if (event == vmm::VmEvent::kIoError) kind = engine::FailureKind::kIoError;
+  if (kind == engine::FailureKind::kCrash) guests_.unwatch(vm);
+  report_(engine::VmFailed{vm, node_, kind});
+}
+
+void LocalAgent::onGuestHung(const std::string& vm) {
+  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kInstantiated) return;
+  report_(engine::VmFailed{vm, node_, engine::FailureKind::kHang});
+}
+
+void LocalAgent::onGuestUnhealthy(const std::string& vm) {
+  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kInstantiated) return;
+  report_(engine::VmFailed{vm, node_, engine::FailureKind::kUnhealthy});
+}
+
+}  // namespace kvm_amf::node

@@ -1,0 +1,178 @@
+#include "kvm_amf/amf/node/node_manager.h"
+
+#include <tuple>
+
+#include "kvm_amf/amf/engine/apply.h"
+#include "kvm_amf/amf/engine/codec.h"
+
+namespace kvm_amf::node {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+// The best state to continue from: a state at all, then the newest configuration, then the most
+// decisions, then the lowest node id.
+bool better(const engine::StateOffer& a, const engine::StateOffer& b) {
+  return std::tuple(a.hasState, a.generation, a.decisions, -a.node) >
+         std::tuple(b.hasState, b.generation, b.decisions, -b.node);
+}
+
+}  // namespace
+
+NodeManager::NodeManager(std::string nodeName, NodeManagerDeps deps, std::optional<engine::ClusterState> initial)
+    : name_(std::move(nodeName)), deps_(deps), state_(std::move(initial)) {
+  view_.self = deps_.group->localNodeId();
+  agent_ = std::make_unique<LocalAgent>(
+      name_, view_.self, *deps_.scheduler, *deps_.hypervisor, *deps_.guests, *deps_.fence,
+      [this]() -> const engine::ClusterState* { return state_ ? &*state_ : nullptr; },
+      [this](engine::Report report) { send(engine::Envelope(std::move(report))); });
+}
+
+NodeManager::~NodeManager() {
+  *alive_ = false;
+  if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
+}
+
+Status NodeManager::start() { return deps_.group->join(this); }
+
+void NodeManager::stop() {
+  deps_.group->leave();
+  inGroup_ = false;
+}
+
+void NodeManager::submit(const model::AdminCommand& command, AdminDone done) {
+  const std::uint64_t id = nextAdminId_++;
+  adminWaiting_[id] = std::move(done);
+  send(engine::Report(engine::AdminRequest{id, view_.self, command}));
+}
+
+void NodeManager::send(const engine::Envelope& message) {
+  Status status = deps_.group->multicast(engine::encode(message));
+  (void)status;  // not in the group: the message is lost, as it would be on a crash
+}
+
+void NodeManager::onView(const cluster::ViewChange& change) {
+  const bool first = !inGroup_;
+  inGroup_ = true;
+  view_.group = change.members;
+  view_.hosts = change.hosts;
+  view_.quorate = change.quorate;
+  decisionInFlight_ = false;
+  if (first) justJoined_ = true;
+  if (first || !change.joined.empty()) startSync();
+  if (!change.quorate && state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf) {
+    agent_->selfFence();
+  }
+  maybeDecide();
+}
+
+void NodeManager::startSync() {
+  syncing_ = true;
+  offers_.clear();
+  snapshotFrom_ = 0;
+  engine::StateOffer mine{view_.self, state_.has_value(), state_ ? state_->generation : 0,
+                          state_ ? state_->decisions : 0};
+  send(engine::Envelope(mine));
+}
+
+void NodeManager::onDeliver(int, const std::string& payload) {
+  Result<engine::Envelope> message = engine::decode(payload);
+  if (!message.ok()) {
+    ++malformed_;
+    return;
+  }
+  std::visit(Overloaded{
+                 [&](const engine::StateOffer& o) { offer(o); },
+                 [&](const engine::StateSnapshot& s) { adopt(s); },
+                 [&](const auto&) {
+                   if (syncing_) {
+                     buffered_.push_back(message.value());
+                   } else if (state_) {
+                     apply(message.value());
+                   }
+                 },
+             },
+             message.value());
+}
+
+void NodeManager::offer(const engine::StateOffer& o) {
+  if (!syncing_ || !view_.group.contains(o.node)) return;
+  offers_[o.node] = o;
+  for (int member : view_.group) {
+    if (!offers_.contains(member)) return;
+  }
+  const engine::StateOffer* best = nullptr;
+  for (const auto& [node, candidate] : offers_) {
+    if (!best || better(candidate, *best)) best = &candidate;
+  }
+  if (!best->hasState) return;  // nobody can continue; wait for a member with a state
+  snapshotFrom_ = best->node;
+  if (snapshotFrom_ == view_.self) send(engine::Envelope(engine::StateSnapshot{view_.self, *state_}));
+}
+
+void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
+  if (!syncing_ || snapshot.node != snapshotFrom_) return;
+  if (!state_ || !(*state_ == snapshot.state)) state_ = snapshot.state;
+  syncing_ = false;
+  while (!buffered_.empty()) {
+    engine::Envelope message = std::move(buffered_.front());
+    buffered_.pop_front();
+    apply(message);
+  }
+  if (justJoined_) {
+    justJoined_ = false;
+    agent_->reportIn();
+  }
+  maybeDecide();
+}
+
+void NodeManager::apply(const engine::Envelope& message) {
+  std::visit(Overloaded{
+                 [&](const engine::Report& report) {
+                   engine::applyReport(*state_, report);
+                   agent_->onReport(report);
+                 },
+                 [&](const engine::Decision& decision) {
+                   engine::applyDecision(*state_, decision);
+                   if (decision.director == view_.self) decisionInFlight_ = false;
+                   agent_->onDecision(decision);
+                   for (const auto& action : decision.actions) {
+                     const auto* reply = std::get_if<engine::AdminReply>(&action);
+                     if (!reply || reply->from != view_.self) continue;
+                     auto it = adminWaiting_.find(reply->id);
+                     if (it == adminWaiting_.end()) continue;
+                     AdminDone done = std::move(it->second);
+                     adminWaiting_.erase(it);
+                     done(reply->ok, reply->message);
+                   }
+                 },
+                 [](const auto&) {},
+             },
+             message);
+  maybeDecide();
+}
+
+void NodeManager::maybeDecide() {
+  if (!synced() || !view_.quorate || engine::directorOf(view_) != view_.self || decisionInFlight_) return;
+  const TimePoint now = deps_.scheduler->now();
+  engine::EngineStep step = engine::decide(*state_, view_, now);
+  if (wakeTimer_) {
+    deps_.scheduler->cancel(*wakeTimer_);
+    wakeTimer_.reset();
+  }
+  if (step.wakeAt) {
+    wakeTimer_ = deps_.scheduler->at(*step.wakeAt, [this, alive = alive_] {
+      if (!*alive) return;
+      wakeTimer_.reset();
+      maybeDecide();
+    });
+  }
+  if (step.actions.empty()) return;
+  decisionInFlight_ = true;
+  send(engine::Envelope(engine::Decision{view_.self, now, std::move(step.actions)}));
+}
+
+}  // namespace kvm_amf::node

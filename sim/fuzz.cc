@@ -1,0 +1,209 @@
+#include "kvm_amf/sim/fuzz.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "kvm_amf/amf/model/units.h"
+
+namespace kvm_amf::sim {
+namespace {
+
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed * 0x2545f4914f6cdd1dULL + 1) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
+  template <typename T>
+  const T& pick(const std::vector<T>& v) {
+    return v[below(v.size())];
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+model::ScenarioStep faultStep(Duration at, model::Fault fault, std::string text) {
+  return {at, std::move(fault), std::move(text)};
+}
+
+}  // namespace
+
+model::Scenario randomScenario(const model::Configuration& config, std::uint64_t seed, const FuzzOptions& options) {
+  Random random(seed);
+  model::Scenario scenario;
+  scenario.seed = seed;
+  scenario.until = options.duration;
+  std::vector<std::string> nodes;
+  for (const auto& n : config.cluster->nodes) nodes.push_back(n.name);
+  std::vector<std::string> vms;
+  std::vector<std::string> units;
+  std::vector<std::string> sis;
+  for (const auto& sg : config.serviceGroups) {
+    for (const auto& u : sg.units) {
+      units.push_back(u.name);
+      for (const auto& vm : u.vms) vms.push_back(vm.name);
+    }
+    for (const auto& si : sg.serviceInstances) sis.push_back(si.name);
+  }
+  // Faults start after the cluster came up and end before the settling stretch.
+  const auto first = std::chrono::duration_cast<Duration>(std::chrono::seconds(20)).count();
+  const auto last = std::max<std::int64_t>(first + 1, (options.duration - options.settle).count() - 30000);
+  auto when = [&] { return Duration(first + static_cast<std::int64_t>(random.below(last - first))); };
+  auto undoAt = [&](Duration at) {
+    const auto latest = (options.duration - options.settle).count();
+    const auto delay = 2000 + static_cast<std::int64_t>(random.below(40000));
+    return Duration(std::min(at.count() + delay, latest));
+  };
+  using Kind = model::Fault::Kind;
+  for (int i = 0; i < options.faults; ++i) {
+    const Duration at = when();
+    model::Fault f;
+    switch (random.below(9)) {
+      case 0:
+      case 1:
+        f.kind = Kind::kVmCrash;
+        f.vm = random.pick(vms);
+        scenario.steps.push_back(faultStep(at, f, "vm-crash " + f.vm));
+        break;
+      case 2:
+        f.kind = Kind::kGuestHang;
+        f.vm = random.pick(vms);
+        scenario.steps.push_back(faultStep(at, f, "guest-hang " + f.vm));
+        break;
+      case 3: {
+        f.kind = Kind::kNodeCrash;
+        f.node = random.pick(nodes);
+        scenario.steps.push_back(faultStep(at, f, "node-crash " + f.node));
+        model::Fault start;
+        start.kind = Kind::kNodeStart;
+        start.node = f.node;
+        scenario.steps.push_back(faultStep(undoAt(at), start, "node-start " + f.node));
+        break;
+      }
+      case 4: {
+        f.kind = Kind::kPartition;
+        std::vector<std::string> shuffled = nodes;
+        for (std::size_t k = shuffled.size(); k > 1; --k) std::swap(shuffled[k - 1], shuffled[random.below(k)]);
+        const std::size_t cut = 1 + random.below(std::max<std::size_t>(1, shuffled.size() - 1));
+        f.groups = {std::vector<std::string>(shuffled.begin(), shuffled.begin() + static_cast<long>(cut)),
+                    std::vector<std::string>(shuffled.begin() + static_cast<long>(cut), shuffled.end())};
+        std::string text = "partition ";
+        for (std::size_t g = 0; g < f.groups.size(); ++g) {
+          if (g > 0) text += "|";
+          for (std::size_t k = 0; k < f.groups[g].size(); ++k) text += (k > 0 ? "," : "") + f.groups[g][k];
+        }
+        scenario.steps.push_back(faultStep(at, f, text));
+        model::Fault heal;
+        heal.kind = Kind::kHeal;
+        scenario.steps.push_back(faultStep(undoAt(at), heal, "heal"));
+        break;
+      }
+      case 5: {
+        f.kind = Kind::kAmfdCrash;
+        f.node = random.pick(nodes);
+        scenario.steps.push_back(faultStep(at, f, "amfd-crash " + f.node));
+        model::Fault start;
+        start.kind = Kind::kAmfdStart;
+        start.node = f.node;
+        scenario.steps.push_back(faultStep(undoAt(at), start, "amfd-start " + f.node));
+        break;
+      }
+      case 6:
+        f.kind = Kind::kIoError;
+        f.vm = random.pick(vms);
+        scenario.steps.push_back(faultStep(at, f, "io-error " + f.vm));
+        break;
+      case 7:
+        f.kind = Kind::kOpFail;
+        f.node = random.pick(nodes);
+        f.op = random.below(2) == 0 ? model::Fault::Op::kStart : model::Fault::Op::kStop;
+        f.count = 1 + static_cast<int>(random.below(3));
+        scenario.steps.push_back(faultStep(
+            at, f,
+            "op-fail " + f.node + (f.op == model::Fault::Op::kStart ? " start " : " stop ") + std::to_string(f.count)));
+        break;
+      default: {
+        model::AdminCommand lock;
+        lock.verb = model::AdminVerb::kLock;
+        lock.target = {model::AdminTarget::Kind::kServiceUnit, random.pick(units)};
+        scenario.steps.push_back({at, lock, model::formatAdminCommand(lock)});
+        model::AdminCommand unlock = lock;
+        unlock.verb = model::AdminVerb::kUnlock;
+        scenario.steps.push_back({undoAt(at), unlock, model::formatAdminCommand(unlock)});
+        break;
+      }
+    }
+  }
+  std::stable_sort(scenario.steps.begin(), scenario.steps.end(),
+                   [](const model::ScenarioStep& a, const model::ScenarioStep& b) { return a.at < b.at; });
+  return scenario;
+}
+
+std::string scenarioYaml(const model::Scenario& scenario, const std::vector<std::string>& configPaths) {
+  std::ostringstream out;
+  out << "# generated by amf-sim fuzz\nconfig: [";
+  for (std::size_t i = 0; i < configPaths.size(); ++i) out << (i ? ", " : "") << configPaths[i];
+  out << "]\nseed: " << scenario.seed << "\nuntil: " << model::formatDuration(scenario.until) << "\nsteps:\n";
+  for (const auto& step : scenario.steps) {
+    out << "  - at: " << model::formatDuration(step.at) << "\n";
+    if (const auto* c = std::get_if<model::AdminCommand>(&step.action)) {
+      out << "    admin: \"" << model::formatAdminCommand(*c) << "\"\n";
+      continue;
+    }
+    const auto& f = std::get<model::Fault>(step.action);
+    using Kind = model::Fault::Kind;
+    out << "    fault: {";
+    switch (f.kind) {
+      case Kind::kNodeCrash:
+        out << "node-crash: " << f.node;
+        break;
+      case Kind::kNodeStart:
+        out << "node-start: " << f.node;
+        break;
+      case Kind::kVmCrash:
+        out << "vm-crash: " << f.vm;
+        break;
+      case Kind::kGuestHang:
+        out << "guest-hang: " << f.vm;
+        break;
+      case Kind::kPartition: {
+        out << "partition: [";
+        for (std::size_t g = 0; g < f.groups.size(); ++g) {
+          out << (g ? ", " : "") << "[";
+          for (std::size_t k = 0; k < f.groups[g].size(); ++k) out << (k ? ", " : "") << f.groups[g][k];
+          out << "]";
+        }
+        out << "]";
+        break;
+      }
+      case Kind::kHeal:
+        out << "heal: true";
+        break;
+      case Kind::kAmfdCrash:
+        out << "amfd-crash: " << f.node;
+        break;
+      case Kind::kAmfdStart:
+        out << "amfd-start: " << f.node;
+        break;
+      case Kind::kIoError:
+        out << "io-error: " << f.vm;
+        break;
+      case Kind::kOpFail:
+        out << "op-fail: {node: " << f.node << ", op: "
+            << (f.op == model::Fault::Op::kStart  ? "start"
+                : f.op == model::Fault::Op::kStop ? "stop"
+                                                  : "migrate")
+            << ", count: " << f.count << "}";
+        break;
+    }
+    out << "}\n";
+  }
+  return out.str();
+}
+
+}  // namespace kvm_amf::sim

@@ -69,7 +69,7 @@ class World : public vmm::SimTruthObserver {
                                                 [this](std::uint64_t bound) { return random_.below(bound); });
       host.fence = std::make_unique<cluster::SimFenceAgent>(scheduler_, scenario.timing.fence,
                                                             [this](const std::string& target) {
-                                                              powerOff(target, "fenced");
+                                                              powerCycle(target);
                                                               return true;
                                                             });
       host.disk = engine::initialState(config_, 1);
@@ -185,6 +185,22 @@ class World : public vmm::SimTruthObserver {
     network_->hostDown(idOf_.at(name));
   }
 
+  // Fencing power-cycles a host, as fence agents do by default: off now, booted again later.
+  void powerCycle(const std::string& name) {
+    powerOff(name, "fenced");
+    scheduler_.after(scenario_.timing.boot, [this, name] { boot(name); });
+  }
+
+  void boot(const std::string& name) {
+    Host& host = hosts_.at(name);
+    if (host.sim->poweredOn()) return;
+    event("boot", name);
+    host.sim->powerOn();
+    network_->hostUp(idOf_.at(name));
+    // Its node manager starts once the host is back in the membership.
+    scheduler_.after(Duration(1), [this, name] { retryStart(name); });
+  }
+
   // ---- Steps ---------------------------------------------------------------------------------------
 
   std::optional<std::string> hostOf(const std::string& vm) const {
@@ -213,15 +229,9 @@ class World : public vmm::SimTruthObserver {
       case Kind::kNodeCrash:
         powerOff(f.node, "crash");
         break;
-      case Kind::kNodeStart: {
-        Host& host = hosts_.at(f.node);
-        if (host.sim->poweredOn()) break;
-        host.sim->powerOn();
-        network_->hostUp(idOf_.at(f.node));
-        // Its node manager starts once the host is back in the membership.
-        scheduler_.after(Duration(1), [this, name = f.node] { retryStart(name); });
+      case Kind::kNodeStart:
+        boot(f.node);
         break;
-      }
       case Kind::kVmCrash:
         if (auto host = hostOf(f.vm)) hosts_.at(*host).sim->crashVm(f.vm);
         break;
@@ -462,7 +472,9 @@ class World : public vmm::SimTruthObserver {
     json sis = json::array();
     const node::NodeManager* ref = reference();
     for (const auto& n : config_->cluster->nodes) {
-      nodes.push_back({{"name", n.name}, {"member", ref && ref->view().group.contains(n.id)}});
+      json node = {{"name", n.name}, {"member", ref && ref->view().group.contains(n.id)}};
+      if (ref) node["status"] = engine::nodeStatusWord(ref->state()->nodes.at(n.name).status);
+      nodes.push_back(node);
     }
     if (ref) {
       const ClusterState& s = *ref->state();
@@ -539,7 +551,9 @@ std::string reportText(const nlohmann::ordered_json& report) {
   }
   out << "\nnodes\n";
   for (const auto& n : report["final"]["nodes"]) {
-    out << "  " << n["name"].get<std::string>() << (n["member"].get<bool>() ? "  member" : "  not a member") << "\n";
+    out << "  " << n["name"].get<std::string>() << (n["member"].get<bool>() ? "  member" : "  not a member");
+    if (n.contains("status")) out << "  " << n["status"].get<std::string>();
+    out << "\n";
   }
   out << "\nservice units\n";
   for (const auto& su : report["final"]["sus"]) {

@@ -183,6 +183,7 @@ class ScenarioReader {
       t.duration("fence", timing.fence, milliseconds(0), hours(1));
       t.duration("guestAck", timing.guestAck, milliseconds(0), minutes(1));
       t.duration("message", timing.message, milliseconds(0), minutes(1));
+      t.duration("boot", timing.boot, milliseconds(0), hours(1));
     });
     f.duration("until", scenario_.until, milliseconds(1), kMaxScenarioTime);
     f.objects("steps", [&](Fields& s, std::size_t) { readStep(s); });

@@ -115,7 +115,9 @@ void applyReport(ClusterState& state, const Report& report) {
           },
           [&](const VmStopFailed& r) {
             VmRuntime* vm = reported(state, r.vm, r.node);
-            if (!vm || vm->presence != PresenceState::kTerminating) return;
+            if (!vm || (vm->presence != PresenceState::kTerminating && vm->presence != PresenceState::kRestarting)) {
+              return;
+            }
             vm->presence = PresenceState::kTerminationFailed;
           },
           [&](const VmFailed& r) {
@@ -138,6 +140,13 @@ void applyReport(ClusterState& state, const Report& report) {
             NodeRuntime& node = it->second;
             node.agentReady = true;
             if (node.status == NodeStatus::kAmfdDown) node.status = NodeStatus::kUp;
+            // A node manager that restarted forgot the fence runs it had started: they are void.
+            for (auto& [name, other] : state.nodes) {
+              if (other.status == NodeStatus::kFencing && other.fencer == node.id) {
+                other.status = NodeStatus::kLost;
+                other.fencer = 0;
+              }
+            }
             // VMs the state places here that no longer run: they died while nobody watched.
             for (auto& [name, vm] : state.vms) {
               if (vm.node != r.node || !running(vm.presence)) continue;

@@ -80,6 +80,8 @@ class Decider {
           if (!hostUp) {
             emit(SetNodeStatus{spec.name, NodeStatus::kLost, "host left the membership"});
             fence(spec.name, hostUp);
+          } else if (inGroup) {
+            // Its node manager is back; it becomes up once it has reported in (AgentUp).
           } else if (now_ >= deadline) {
             emit(SetNodeStatus{spec.name, NodeStatus::kLost, "node manager did not return within the grace period"});
             fence(spec.name, hostUp);
@@ -126,10 +128,20 @@ class Decider {
       }
       case model::FencingMode::kAgent: {
         const TimePoint retry = node.lastFenceEnd + fencing.agent.retryInterval;
+        // Another member runs the agent: a host never fences itself (the director's own host may
+        // need fencing when a VM there cannot be stopped).
+        int fencer = 0;
+        for (int member : view_.group) {
+          if (member != node.id) {
+            fencer = member;
+            break;
+          }
+        }
+        if (fencer == 0) break;
         if (node.fenceAttempts > 0 && now_ < retry) {
           wakeAt(retry);
         } else {
-          emit(StartFence{name, view_.self});
+          emit(StartFence{name, fencer});
         }
         break;
       }
@@ -588,6 +600,8 @@ class Decider {
 
 int directorOf(const View& view) {
   if (!view.quorate || view.group.empty()) return 0;
+  const bool majority = view.group.size() * 2 > view.clusterSize || (view.twoNode && view.clusterSize == 2);
+  if (!majority) return 0;
   return *view.group.begin();
 }
 

@@ -156,7 +156,8 @@ void LocalAgent::restartVm(const std::string& vm) {
   guests_.unwatch(vm);
   hypervisor_.destroy(vm, guarded([this, vm](Status status) {
                         if (!status.ok()) {
-                          report_(engine::VmStartFailed{vm, node_, "could not stop it: " + status.error().message});
+                          // It may still run: only fencing its host makes that certain.
+                          report_(engine::VmStopFailed{vm, node_, status.error().message});
                           return;
                         }
                         startVm(vm, [] {});

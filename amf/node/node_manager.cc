@@ -60,6 +60,10 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   view_.group = change.members;
   view_.hosts = change.hosts;
   view_.quorate = change.quorate;
+  if (state_) {
+    view_.clusterSize = state_->config->cluster->nodes.size();
+    view_.twoNode = state_->config->cluster->membership.twoNode;
+  }
   decisionInFlight_ = false;
   if (first) justJoined_ = true;
   if (first || !change.joined.empty()) startSync();
@@ -116,16 +120,19 @@ void NodeManager::offer(const engine::StateOffer& o) {
 void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
   if (!syncing_ || snapshot.node != snapshotFrom_) return;
   if (!state_ || !(*state_ == snapshot.state)) state_ = snapshot.state;
+  view_.clusterSize = state_->config->cluster->nodes.size();
+  view_.twoNode = state_->config->cluster->membership.twoNode;
   syncing_ = false;
   while (!buffered_.empty()) {
     engine::Envelope message = std::move(buffered_.front());
     buffered_.pop_front();
     apply(message);
   }
-  if (justJoined_) {
-    justJoined_ = false;
-    agent_->reportIn();
-  }
+  // Report in after joining, and again whenever the adopted state lost that report (it was made
+  // in a partition whose state did not win).
+  const engine::NodeRuntime* me = state_->node(name_);
+  if (justJoined_ || (me && (!me->agentReady || me->status != engine::NodeStatus::kUp))) agent_->reportIn();
+  justJoined_ = false;
   maybeDecide();
 }
 

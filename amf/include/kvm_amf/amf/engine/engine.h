@@ -25,9 +25,14 @@ struct View {
   std::set<int> group;   // node ids whose node manager is in the group
   std::set<int> hosts;   // node ids whose host is in the Corosync membership
   bool quorate = false;  // this host's partition has quorum
+  std::size_t clusterSize = 0;  // configured nodes
+  bool twoNode = false;         // votequorum two_node: one of two suffices
 };
 
-// The director: the lowest node id whose node manager is in the group, when quorate; 0: none.
+// The director: the lowest node id whose node manager is in the group, when the hosts are quorate
+// and the group holds a majority of the cluster's node managers; 0: none. The second condition
+// keeps decisions from stale states: every decision is made by a majority of node managers, so
+// any later majority contains one that applied the last decision, and state transfer picks it.
 int directorOf(const View& view);
 
 struct EngineStep {

@@ -21,6 +21,7 @@ struct ScenarioTiming {
   Duration vmStop{500};    // graceful stop or destroy
   Duration migrate{1000};  // live migration
   Duration fence{1000};    // fence agent run
+  Duration boot{20000};    // a fenced host is power-cycled: back (Corosync, then amfd) after this
   Duration guestAck{5};    // guest agent: HA state assignment until acknowledged
   Duration message{1};     // group multicast delivery latency
   bool operator==(const ScenarioTiming&) const = default;

@@ -35,6 +35,27 @@ void removeAssignmentsOf(ClusterState& state, const std::string& su) {
   }
 }
 
+// The node is known to run nothing: its VMs are gone and its units unplaced.
+void markDown(ClusterState& state, const std::string& nodeName) {
+  NodeRuntime& node = state.nodes.at(nodeName);
+  node.status = NodeStatus::kDown;
+  node.fencer = 0;
+  node.fenceAttempts = 0;
+  node.alarm.clear();
+  for (auto& [name, vm] : state.vms) {
+    if (vm.node != nodeName) continue;
+    vm.presence = PresenceState::kUninstantiated;
+    vm.node.clear();
+    vm.failure.reset();
+  }
+  for (auto& [name, su] : state.sus) {
+    if (su.node == nodeName) {
+      su.node.clear();
+      removeAssignmentsOf(state, name);
+    }
+  }
+}
+
 // The unit's guests must be told their HA states again (after a restart).
 void unacknowledge(ClusterState& state, const std::string& su) {
   for (auto& [name, si] : state.sis) {
@@ -140,6 +161,11 @@ void applyReport(ClusterState& state, const Report& report) {
             NodeRuntime& node = it->second;
             node.agentReady = true;
             if (node.status == NodeStatus::kAmfdDown) node.status = NodeStatus::kUp;
+            // A lost host whose node manager reports none of the cluster's VMs running has nothing to
+            // fence: it is down (its VMs are known not to run) and comes up from there.
+            if ((node.status == NodeStatus::kLost || node.status == NodeStatus::kFencing) && r.runningVms.empty()) {
+              markDown(state, r.node);
+            }
             // A node manager that restarted forgot the fence runs it had started: they are void.
             for (auto& [name, other] : state.nodes) {
               if (other.status == NodeStatus::kFencing && other.fencer == node.id) {
@@ -147,9 +173,10 @@ void applyReport(ClusterState& state, const Report& report) {
                 other.fencer = 0;
               }
             }
-            // VMs the state places here that no longer run: they died while nobody watched.
+            // VMs the state has running here that no longer run: they died while nobody watched.
+            // (A start or restart in progress reports its own outcome; the list may predate it.)
             for (auto& [name, vm] : state.vms) {
-              if (vm.node != r.node || !running(vm.presence)) continue;
+              if (vm.node != r.node || vm.presence != PresenceState::kInstantiated) continue;
               if (std::find(r.runningVms.begin(), r.runningVms.end(), name) == r.runningVms.end() && !vm.failure) {
                 vm.failure = FailureKind::kCrash;
                 vm.presence = PresenceState::kUninstantiated;
@@ -162,23 +189,8 @@ void applyReport(ClusterState& state, const Report& report) {
             NodeRuntime& node = it->second;
             node.lastFenceEnd = r.at;
             if (r.ok) {
-              node.fenceAttempts = 0;
-              node.alarm.clear();
+              markDown(state, r.node);
               node.agentReady = false;  // it must report in again after it was powered off
-              node.status = NodeStatus::kDown;
-              node.fencer = 0;
-              for (auto& [name, vm] : state.vms) {
-                if (vm.node != r.node) continue;
-                vm.presence = PresenceState::kUninstantiated;
-                vm.node.clear();
-                vm.failure.reset();
-              }
-              for (auto& [name, su] : state.sus) {
-                if (su.node == r.node) {
-                  su.node.clear();
-                  removeAssignmentsOf(state, name);
-                }
-              }
             } else {
               ++node.fenceAttempts;
               node.alarm = "fencing " + r.node + " failed: " + r.message;

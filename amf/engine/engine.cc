@@ -435,7 +435,12 @@ class Decider {
     const SgRuntime& runtime = state().sgs.at(sg);
     group.rebalance = group.spec->failback || runtime.adjust;
     for (const auto& [name, su] : state().sus) {
-      if (su.sg == sg) group.units.push_back({name, su.rank, suReadiness(state(), su) == ReadinessState::kInService});
+      if (su.sg != sg) continue;
+      // A unit restarting in place keeps its assignments (SA Forum AMF restart): for the strategy
+      // it stays where it is.
+      const bool restarting = su.oper == OperState::kEnabled && suPresence(state(), su) == PresenceState::kRestarting &&
+                              !su.node.empty() && state().nodes.at(su.node).status == NodeStatus::kUp;
+      group.units.push_back({name, su.rank, restarting || suReadiness(state(), su) == ReadinessState::kInService});
     }
     std::sort(group.units.begin(), group.units.end(), [](const UnitStatus& a, const UnitStatus& b) {
       return std::tie(a.rank, a.name) < std::tie(b.rank, b.name);

@@ -118,15 +118,18 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
         f.vm = random.pick(vms);
         scenario.steps.push_back(faultStep(at, f, "io-error " + f.vm));
         break;
-      case 7:
+      case 7: {
         f.kind = Kind::kOpFail;
         f.node = random.pick(nodes);
-        f.op = random.below(2) == 0 ? model::Fault::Op::kStart : model::Fault::Op::kStop;
+        const model::Fault::Op ops[] = {model::Fault::Op::kStart, model::Fault::Op::kStop, model::Fault::Op::kFence};
+        f.op = ops[random.below(3)];
         f.count = 1 + static_cast<int>(random.below(3));
-        scenario.steps.push_back(faultStep(
-            at, f,
-            "op-fail " + f.node + (f.op == model::Fault::Op::kStart ? " start " : " stop ") + std::to_string(f.count)));
+        const char* op = f.op == model::Fault::Op::kStart  ? " start "
+                         : f.op == model::Fault::Op::kStop ? " stop "
+                                                           : " fence ";
+        scenario.steps.push_back(faultStep(at, f, "op-fail " + f.node + op + std::to_string(f.count)));
         break;
+      }
       default: {
         model::AdminCommand lock;
         lock.verb = model::AdminVerb::kLock;
@@ -138,6 +141,20 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
         break;
       }
     }
+  }
+  // Then the operator repairs whatever the escalation ladder took out of service for good.
+  const Duration repairAt = options.duration - options.settle;
+  for (const auto& u : units) {
+    model::AdminCommand repaired;
+    repaired.verb = model::AdminVerb::kRepaired;
+    repaired.target = {model::AdminTarget::Kind::kServiceUnit, u};
+    scenario.steps.push_back({repairAt, repaired, model::formatAdminCommand(repaired)});
+  }
+  for (const auto& n : nodes) {
+    model::AdminCommand repaired;
+    repaired.verb = model::AdminVerb::kRepaired;
+    repaired.target = {model::AdminTarget::Kind::kNode, n};
+    scenario.steps.push_back({repairAt, repaired, model::formatAdminCommand(repaired)});
   }
   std::stable_sort(scenario.steps.begin(), scenario.steps.end(),
                    [](const model::ScenarioStep& a, const model::ScenarioStep& b) { return a.at < b.at; });

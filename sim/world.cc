@@ -69,6 +69,11 @@ class World : public vmm::SimTruthObserver {
                                                 [this](std::uint64_t bound) { return random_.below(bound); });
       host.fence = std::make_unique<cluster::SimFenceAgent>(scheduler_, scenario.timing.fence,
                                                             [this](const std::string& target) {
+                                                              if (auto& failures = fenceFailures_[target]; failures > 0) {
+                                                                --failures;
+                                                                event("fence", "fencing " + target + " failed (injected)");
+                                                                return false;
+                                                              }
                                                               powerCycle(target);
                                                               return true;
                                                             });
@@ -263,6 +268,7 @@ class World : public vmm::SimTruthObserver {
       case Kind::kOpFail:
         if (f.op == model::Fault::Op::kStart) hosts_.at(f.node).sim->failNext(vmm::SimHost::Op::kStart, f.count);
         if (f.op == model::Fault::Op::kStop) hosts_.at(f.node).sim->failNext(vmm::SimHost::Op::kStop, f.count);
+        if (f.op == model::Fault::Op::kFence) fenceFailures_[f.node] += f.count;
         break;
     }
   }
@@ -521,6 +527,7 @@ class World : public vmm::SimTruthObserver {
   std::map<std::pair<std::string, std::string>, std::map<std::string, model::HaState>> guestHa_;
   std::set<std::pair<std::string, std::string>> hung_;
   std::map<std::string, SiTruth> siState_;
+  std::map<std::string, int> fenceFailures_;  // injected failures of fence runs against a node
   json events_ = json::array();
   std::vector<Violation> violations_;
   std::vector<Outage> outages_;

@@ -54,10 +54,11 @@ constexpr std::array<FaultWord, 10> kFaultWords = {{
     {Fault::Kind::kOpFail, "op-fail", FaultValue::kOpFail},
 }};
 
-constexpr std::array<std::pair<Fault::Op, std::string_view>, 3> kOpWords = {{
+constexpr std::array<std::pair<Fault::Op, std::string_view>, 4> kOpWords = {{
     {Fault::Op::kStart, "start"},
     {Fault::Op::kStop, "stop"},
     {Fault::Op::kMigrate, "migrate"},
+    {Fault::Op::kFence, "fence"},
 }};
 
 const FaultWord* findFault(std::string_view word) {
@@ -340,7 +341,7 @@ class ScenarioReader {
         break;
       }
       case FaultValue::kOpFail:
-        readPresent(f, key, "a map {node: NODE, op: start|stop|migrate, count: N}",
+        readPresent(f, key, "a map {node: NODE, op: start|stop|migrate|fence, count: N}",
                     [&] { return f.object(key, [&](Fields& o) { readOpFail(o, fault); }); });
         break;
     }
@@ -398,7 +399,7 @@ class ScenarioReader {
           known = true;
         }
       }
-      if (!known) o.fail("op", "must be one of start, stop or migrate, not '" + op.substr(0, 40) + "'");
+      if (!known) o.fail("op", "must be one of start, stop, migrate or fence, not '" + op.substr(0, 40) + "'");
     }
     o.integer("count", fault.count, 1, 1000);
   }

@@ -40,7 +40,7 @@ struct Fault {
     kIoError,    // io-error: VM           a disk under the VM fails
     kOpFail,     // op-fail: {node: NODE, op: start|stop|migrate, count: N}
   };
-  enum class Op { kStart, kStop, kMigrate };
+  enum class Op { kStart, kStop, kMigrate, kFence };  // kFence: fence runs against `node` fail
 
   Kind kind = Kind::kVmCrash;
   std::string node;                              // node-crash, node-start, amfd-*, op-fail

@@ -347,7 +347,7 @@ TEST(ScenarioLoader, FaultValues) {
   EXPECT_EQ(scenarioErrors(r),
             (Lines{
                 "4:19: heal: must be true (heal: true ends the partition)",
-                "6:40: op: must be one of start, stop or migrate, not 'reboot'",
+                "6:40: op: must be one of start, stop, migrate or fence, not 'reboot'",
                 "6:55: count: must be between 1 and 1000, not 0",
                 "8:25: node-crash: 'Node_1' is not a valid name (1-63 lower-case letters, digits and '-', starting "
                 "and ending with a letter or digit)",

@@ -173,6 +173,16 @@ void applyReport(ClusterState& state, const Report& report) {
                 other.fencer = 0;
               }
             }
+            // VMs being started here that run: their start completed while nobody watched.
+            for (auto& [name, vm] : state.vms) {
+              if (vm.node != r.node || (vm.presence != PresenceState::kInstantiating &&
+                                        vm.presence != PresenceState::kRestarting)) {
+                continue;
+              }
+              if (std::find(r.runningVms.begin(), r.runningVms.end(), name) != r.runningVms.end()) {
+                vm.presence = PresenceState::kInstantiated;
+              }
+            }
             // VMs the state has running here that no longer run: they died while nobody watched.
             // (A start or restart in progress reports its own outcome; the list may predate it.)
             for (auto& [name, vm] : state.vms) {

@@ -85,6 +85,10 @@ void LocalAgent::onDecision(const engine::Decision& decision) {
 }
 
 void LocalAgent::onReport(const engine::Report& report) {
+  if (const auto* up = std::get_if<engine::AgentUp>(&report); up && up->node == node_) {
+    resume();
+    return;
+  }
   const auto* started = std::get_if<engine::VmStarted>(&report);
   if (!started || started->node != node_) return;
   const ClusterState* s = state();
@@ -92,6 +96,25 @@ void LocalAgent::onReport(const engine::Report& report) {
   for (const auto& [name, si] : s->sis) {
     for (const auto& a : si.assignments) {
       if (a.su == su && !a.acked) assignUnit(su, name, a.ha);
+    }
+  }
+}
+
+void LocalAgent::resume() {
+  const ClusterState* s = state();
+  for (const auto& [name, su] : s->sus) {
+    if (su.node != node_) continue;
+    bool starting = false;
+    for (const auto& vm : s->suSpec(name).vms) {
+      const auto presence = s->vms.at(vm.name).presence;
+      if (presence == PresenceState::kTerminating) stopVm(vm.name);
+      starting = starting || presence == PresenceState::kInstantiating || presence == PresenceState::kRestarting;
+    }
+    if (starting) startUnit(name, 0);
+    for (const auto& [siName, si] : s->sis) {
+      for (const auto& a : si.assignments) {
+        if (a.su == name && !a.acked) assignUnit(name, siName, a.ha);
+      }
     }
   }
 }
@@ -127,6 +150,15 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
   }
   const auto& watchdog = s->sgSpec(s->sus.at(runtime.su).sg).health.watchdog;
   hypervisor_.start(s->vmSpec(vm), watchdog, guarded([this, vm, then = std::move(then)](Status status) {
+                      const auto& now = state()->vms.at(vm);
+                      const bool wanted = now.node == node_ && (now.presence == PresenceState::kInstantiating ||
+                                                                now.presence == PresenceState::kRestarting);
+                      if (status.ok() && !wanted) {
+                        // The cluster stopped wanting it while it started: it must not run.
+                        hypervisor_.destroy(vm, [](Status) {});
+                        then();
+                        return;
+                      }
                       if (status.ok()) {
                         watch(vm);
                         report_(engine::VmStarted{vm, node_});

@@ -21,13 +21,19 @@ void SimHost::start(const model::VmSpec& spec, const std::optional<model::Watchd
     --n;
     fail = true;
   }
-  scheduler_.after(timing_.vmStart, [this, alive = alive_, name, watchdog, power, fail, done = std::move(done)] {
+  const std::uint64_t destroys = vms_[name].destroys;
+  scheduler_.after(timing_.vmStart, [this, alive = alive_, name, watchdog, power, fail, destroys,
+                                     done = std::move(done)] {
     if (!*alive || power != power_) return;
     if (fail) {
       done(Error{"start of " + name + " failed (injected)"});
       return;
     }
     Vm& vm = vms_[name];
+    if (vm.destroys != destroys) {
+      done(Error{"start of " + name + " cancelled: destroyed while starting"});
+      return;
+    }
     if (!vm.running) {
       ++vm.incarnation;
       vm.running = true;
@@ -42,6 +48,7 @@ void SimHost::start(const model::VmSpec& spec, const std::optional<model::Watchd
 
 void SimHost::destroy(const std::string& name, Done done) {
   const std::uint64_t power = power_;
+  ++vms_[name].destroys;
   bool fail = false;
   if (auto& n = failures_[Op::kStop]; n > 0) {
     --n;

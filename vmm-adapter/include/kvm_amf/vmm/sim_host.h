@@ -75,6 +75,7 @@ class SimHost : public Hypervisor, public GuestChannel {
     std::optional<TimerId> hangTimer;
     std::optional<TimerId> watchdogTimer;
     std::uint64_t incarnation = 0;  // bumped when it starts or stops: stale completions are ignored
+    std::uint64_t destroys = 0;     // a destroy cancels a start still in progress
   };
 
   void stopVm(const std::string& name, Vm& vm);

@@ -30,7 +30,8 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
 
   // After `decision` was applied: carry out its actions that concern this host.
   void onDecision(const engine::Decision& decision);
-  // After `report` was applied: a VM of this host that (re)started is told its assignments.
+  // After `report` was applied: a VM of this host that (re)started is told its assignments; after
+  // this host's own AgentUp, unfinished work of an earlier node manager is resumed.
   void onReport(const engine::Report& report);
   // Joined the group: report which of the cluster's VMs run here (AgentUp) and watch them.
   void reportIn();
@@ -44,6 +45,8 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
  private:
   const engine::ClusterState* state() const { return state_(); }
   bool mine(const std::string& vm) const;  // the state places vm on this host
+  // Carries on what the state expects of this host: starts, stops and unacknowledged assignments.
+  void resume();
   void startUnit(const std::string& su, int fromBootOrder);
   void startVm(const std::string& vm, std::function<void()> then);
   void stopVm(const std::string& vm);

@@ -110,6 +110,7 @@ int failuresWithin(const Counter& counter, TimePoint at, Duration probation) {
 }
 
 void applyReport(ClusterState& state, const Report& report) {
+  ++state.applied;
   std::visit(
       Overloaded{
           [&](const VmStarted& r) {
@@ -338,6 +339,7 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
 void applyDecision(ClusterState& state, const Decision& decision) {
   for (const Action& action : decision.actions) applyAction(state, action, decision.at);
   ++state.decisions;
+  ++state.applied;
 }
 
 }  // namespace kvm_amf::engine

@@ -248,7 +248,8 @@ constexpr auto fieldsOf(Of<Decision>) {
 }
 constexpr auto fieldsOf(Of<StateOffer>) {
   return std::tuple{field("node", &StateOffer::node), field("hasState", &StateOffer::hasState),
-                    field("generation", &StateOffer::generation), field("decisions", &StateOffer::decisions)};
+                    field("generation", &StateOffer::generation), field("decisions", &StateOffer::decisions),
+                    field("applied", &StateOffer::applied)};
 }
 constexpr auto fieldsOf(Of<StateSnapshot>) {
   return std::tuple{field("node", &StateSnapshot::node), field("state", &StateSnapshot::state)};
@@ -312,6 +313,7 @@ constexpr auto fieldsOf(Of<ClusterState>) {
   return std::tuple{field("config", &ClusterState::config),
                     field("generation", &ClusterState::generation),
                     field("decisions", &ClusterState::decisions),
+                    field("applied", &ClusterState::applied),
                     field("nodes", &ClusterState::nodes),
                     field("sgs", &ClusterState::sgs),
                     field("sus", &ClusterState::sus),

@@ -160,6 +160,8 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
                         return;
                       }
                       if (status.ok()) {
+                        ++startsCompleted_;
+                        failed_.erase(vm);
                         watch(vm);
                         report_(engine::VmStarted{vm, node_});
                       } else {
@@ -176,6 +178,7 @@ void LocalAgent::stopVm(const std::string& vm) {
   guests_.unwatch(vm);
   hypervisor_.destroy(vm, guarded([this, vm](Status status) {
                         if (status.ok()) {
+                          failed_.erase(vm);
                           report_(engine::VmStopped{vm, node_});
                         } else {
                           report_(engine::VmStopFailed{vm, node_, status.error().message});
@@ -220,9 +223,14 @@ void LocalAgent::watch(const std::string& vm) {
 }
 
 void LocalAgent::reportIn() {
-  hypervisor_.listRunning(guarded([this](Result<std::vector<std::string>> running) {
+  const std::uint64_t starts = startsCompleted_;
+  hypervisor_.listRunning(guarded([this, starts](Result<std::vector<std::string>> running) {
     const ClusterState* s = state();
     if (!s || !running.ok()) return;
+    if (starts != startsCompleted_) {
+      reportIn();  // a VM started while the list was taken: the list may miss it
+      return;
+    }
     std::vector<std::string> ours;
     for (const auto& vm : running.value()) {
       if (s->vms.contains(vm)) ours.push_back(vm);
@@ -232,6 +240,12 @@ void LocalAgent::reportIn() {
       if (mine(vm)) watch(vm);
     }
     report_(engine::AgentUp{node_, ours});
+    for (const auto& [vm, kind] : failed_) {
+      if (mine(vm) && !s->vms.at(vm).failure &&
+          std::find(ours.begin(), ours.end(), vm) != ours.end()) {
+        report_(engine::VmFailed{vm, node_, kind});
+      }
+    }
   }));
 }
 
@@ -255,16 +269,19 @@ void LocalAgent::onVmEvent(const std::string& vm, vmm::VmEvent event) {
   if (event == vmm::VmEvent::kWatchdog) kind = engine::FailureKind::kWatchdog;
   if (event == vmm::VmEvent::kIoError) kind = engine::FailureKind::kIoError;
   if (kind == engine::FailureKind::kCrash) guests_.unwatch(vm);
+  if (kind != engine::FailureKind::kCrash) failed_[vm] = kind;
   report_(engine::VmFailed{vm, node_, kind});
 }
 
 void LocalAgent::onGuestHung(const std::string& vm) {
   if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kInstantiated) return;
+  failed_[vm] = engine::FailureKind::kHang;
   report_(engine::VmFailed{vm, node_, engine::FailureKind::kHang});
 }
 
 void LocalAgent::onGuestUnhealthy(const std::string& vm) {
   if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kInstantiated) return;
+  failed_[vm] = engine::FailureKind::kUnhealthy;
   report_(engine::VmFailed{vm, node_, engine::FailureKind::kUnhealthy});
 }
 

@@ -16,8 +16,8 @@ struct Overloaded : F... {
 // The best state to continue from: a state at all, then the newest configuration, then the most
 // decisions, then the lowest node id.
 bool better(const engine::StateOffer& a, const engine::StateOffer& b) {
-  return std::tuple(a.hasState, a.generation, a.decisions, -a.node) >
-         std::tuple(b.hasState, b.generation, b.decisions, -b.node);
+  return std::tuple(a.hasState, a.generation, a.decisions, a.applied, -a.node) >
+         std::tuple(b.hasState, b.generation, b.decisions, b.applied, -b.node);
 }
 
 }  // namespace
@@ -78,7 +78,7 @@ void NodeManager::startSync() {
   offers_.clear();
   snapshotFrom_ = 0;
   engine::StateOffer mine{view_.self, state_.has_value(), state_ ? state_->generation : 0,
-                          state_ ? state_->decisions : 0};
+                          state_ ? state_->decisions : 0, state_ ? state_->applied : 0};
   send(engine::Envelope(mine));
 }
 
@@ -128,10 +128,9 @@ void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
     buffered_.pop_front();
     apply(message);
   }
-  // Report in after joining, and again whenever the adopted state lost that report (it was made
-  // in a partition whose state did not win).
-  const engine::NodeRuntime* me = state_->node(name_);
-  if (justJoined_ || (me && (!me->agentReady || me->status != engine::NodeStatus::kUp))) agent_->reportIn();
+  // Report in after every state transfer: the adopted state may lack what this host reported in a
+  // group whose state did not win (its running VMs, failures it saw).
+  agent_->reportIn();
   justJoined_ = false;
   maybeDecide();
 }

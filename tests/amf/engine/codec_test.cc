@@ -65,6 +65,7 @@ std::shared_ptr<const model::Configuration> exampleConfiguration() {
 StateSnapshot busySnapshot() {
   ClusterState state = initialState(exampleConfiguration(), 7);
   state.decisions = 4242;
+  state.applied = 5151;
 
   NodeRuntime& node1 = state.nodes.at("node1");
   node1.status = NodeStatus::kUp;
@@ -214,13 +215,13 @@ TEST(Codec, IntegersRoundTripAtTheirLimits) {
   constexpr int kMax = std::numeric_limits<int>::max();
   constexpr auto kU64Max = std::numeric_limits<std::uint64_t>::max();
   expectRoundTrip(StateOffer{kMin, true, kU64Max, 0});
-  expectRoundTrip(StateOffer{kMax, false, 0, kU64Max});
+  expectRoundTrip(StateOffer{kMax, false, 0, kU64Max, kU64Max});
   expectRoundTrip(Decision{kMin, TimePoint(std::numeric_limits<std::int64_t>::min()), {StartFence{"n", kMax}}});
   expectRoundTrip(Decision{kMax, TimePoint(std::numeric_limits<std::int64_t>::max()), {}});
 }
 
 TEST(Codec, StateOfferRoundTrips) {
-  expectRoundTrip(StateOffer{3, true, 7, 4242});
+  expectRoundTrip(StateOffer{3, true, 7, 4242, 99});
   expectRoundTrip(StateOffer{});
 }
 
@@ -329,7 +330,7 @@ TEST(Codec, RefusesEveryMissingField) {
   EXPECT_NE(errorOf(cbor(decision)).find("actions[0]: missing field \"reason\""), std::string::npos);
 
   Json snapshot = jsonOf(busySnapshot());
-  for (const char* key : {"config", "generation", "decisions", "nodes", "sgs", "sus", "sis", "vms", "pendingAdmin"}) {
+  for (const char* key : {"config", "generation", "decisions", "applied", "nodes", "sgs", "sus", "sis", "vms", "pendingAdmin"}) {
     Json altered = snapshot;
     altered["state"].erase(key);
     EXPECT_NE(errorOf(cbor(altered)).find(std::string("state: missing field \"") + key + "\""), std::string::npos);

@@ -118,6 +118,7 @@ struct ClusterState {
   std::shared_ptr<const model::Configuration> config;
   std::uint64_t generation = 0;  // configuration generation
   std::uint64_t decisions = 0;   // decisions applied: how fresh this state is
+  std::uint64_t applied = 0;     // reports and decisions applied: freshness among equal decisions
   std::map<std::string, NodeRuntime> nodes;
   std::map<std::string, SgRuntime> sgs;
   std::map<std::string, SuRuntime> sus;

@@ -158,12 +158,14 @@ using Report = std::variant<VmStarted, VmStartFailed, VmStopped, VmStopFailed, V
 // ---- State transfer: after a view change that adds members --------------------------------------
 
 // Every member offers its state; the best offer (a state, then the newest configuration
-// generation, then the most decisions, then the lowest node id) is sent to all as a snapshot.
+// generation, then the most decisions, then the most messages applied, then the lowest node id)
+// is sent to all as a snapshot.
 struct StateOffer {
   int node = 0;
   bool hasState = false;
   std::uint64_t generation = 0;
   std::uint64_t decisions = 0;
+  std::uint64_t applied = 0;
   bool operator==(const StateOffer&) const = default;
 };
 struct StateSnapshot {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -33,7 +34,8 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
   // After `report` was applied: a VM of this host that (re)started is told its assignments; after
   // this host's own AgentUp, unfinished work of an earlier node manager is resumed.
   void onReport(const engine::Report& report);
-  // Joined the group: report which of the cluster's VMs run here (AgentUp) and watch them.
+  // After a state transfer: report which of the cluster's VMs run here (AgentUp), watch them, and
+  // report again the failures seen here that the state does not show.
   void reportIn();
   // Without quorum under `fencing.mode: self`: stop every VM of the cluster on this host.
   void selfFence();
@@ -69,6 +71,8 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
   cluster::FenceAgent& fence_;
   std::function<const engine::ClusterState*()> state_;
   Reporter report_;
+  std::map<std::string, engine::FailureKind> failed_;  // failures seen here, until the VM stops or restarts
+  std::uint64_t startsCompleted_ = 0;                  // a listing that raced with a start is retaken
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

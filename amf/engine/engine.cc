@@ -335,8 +335,18 @@ class Decider {
     return true;
   }
 
+  // A node manager in the group that has not reported in yet: placing units before it has would
+  // crowd them onto the hosts that came first (the cluster's start).
+  bool hostsStillReporting() const {
+    for (const auto& [name, node] : state().nodes) {
+      if (view_.group.contains(node.id) && node.status != NodeStatus::kUp) return true;
+    }
+    return false;
+  }
+
   void units() {
     const auto& escalation = state().cluster().escalation;
+    const bool waitForHosts = hostsStillReporting();
     for (const auto& [name, su] : std::map<std::string, SuRuntime>(state().sus)) {
       const PresenceState presence = suPresence(state(), su);
       if (presence == PresenceState::kTerminationFailed) {
@@ -359,14 +369,16 @@ class Decider {
         if (presence != PresenceState::kUninstantiated && presence != PresenceState::kTerminating) emit(StopSu{name});
         continue;
       }
-      if (presence == PresenceState::kUninstantiated && su.node.empty() && dependenciesReady(su.sg)) {
+      if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts &&
+          dependenciesReady(su.sg)) {
         if (auto node = place(su)) emit(StartSu{name, *node});
       }
     }
   }
 
-  // The host for a unit: one it may run on, up, unlocked and with room; preferring hosts other
-  // than where it last failed, without another unit of its group, and with fewer units.
+  // The host for a unit: one it may run on, up, unlocked and with room; preferring hosts without
+  // another unit of its group (a host loss must not take both), then other than where it last
+  // failed, then with fewer units.
   std::optional<std::string> place(const SuRuntime& su) const {
     const auto& spec = state().suSpec(su.name);
     const auto& sgSpec = state().sgSpec(su.sg);
@@ -409,7 +421,7 @@ class Decider {
       if ((cap.vcpus != 0 && usedVcpus + vcpus > cap.vcpus) || (cap.memory != 0 && usedMemory + memory > cap.memory)) {
         continue;
       }
-      auto score = std::tuple(nodeSpec.name == su.avoidNode ? 1 : 0, sameGroup, units, nodeSpec.name);
+      auto score = std::tuple(sameGroup, nodeSpec.name == su.avoidNode ? 1 : 0, units, nodeSpec.name);
       if (!best || score < *best) best = score;
     }
     if (!best) return std::nullopt;
@@ -429,6 +441,24 @@ class Decider {
     return true;
   }
 
+  // A unit that holds assignments and is only briefly unreachable keeps them: one restarting in
+  // place (SA Forum AMF restart), or one on a host whose node manager is within its restart grace
+  // (nothing moves while amfd restarts).
+  bool keeps(const SuRuntime& su) const {
+    if (su.oper != OperState::kEnabled || su.node.empty()) return false;
+    const NodeStatus host = state().nodes.at(su.node).status;
+    const PresenceState presence = suPresence(state(), su);
+    const bool restarting = host == NodeStatus::kUp && presence == PresenceState::kRestarting;
+    const bool amfdRestarting = host == NodeStatus::kAmfdDown && presence == PresenceState::kInstantiated;
+    if (!restarting && !amfdRestarting) return false;
+    for (const auto& [name, si] : state().sis) {
+      for (const auto& a : si.assignments) {
+        if (a.su == su.name) return true;
+      }
+    }
+    return false;
+  }
+
   GroupView view(const std::string& sg) const {
     GroupView group;
     group.spec = &state().sgSpec(sg);
@@ -436,11 +466,7 @@ class Decider {
     group.rebalance = group.spec->failback || runtime.adjust;
     for (const auto& [name, su] : state().sus) {
       if (su.sg != sg) continue;
-      // A unit restarting in place keeps its assignments (SA Forum AMF restart): for the strategy
-      // it stays where it is.
-      const bool restarting = su.oper == OperState::kEnabled && suPresence(state(), su) == PresenceState::kRestarting &&
-                              !su.node.empty() && state().nodes.at(su.node).status == NodeStatus::kUp;
-      group.units.push_back({name, su.rank, restarting || suReadiness(state(), su) == ReadinessState::kInService});
+      group.units.push_back({name, su.rank, suReadiness(state(), su) == ReadinessState::kInService || keeps(su)});
     }
     std::sort(group.units.begin(), group.units.end(), [](const UnitStatus& a, const UnitStatus& b) {
       return std::tie(a.rank, a.name) < std::tie(b.rank, b.name);
@@ -458,13 +484,15 @@ class Decider {
   void assignments(const std::string& sg) {
     const GroupView group = view(sg);
     const auto targets = redundancyModel(group.spec->redundancy.model).target(group);
-    const bool singleActive = group.spec->redundancy.model != model::RedundancyModel::kNWayActive;
+    const auto& redundancy = group.spec->redundancy;
+    const int allowedActives =
+        redundancy.model == model::RedundancyModel::kNWayActive ? std::max(1, redundancy.activeUnits) : 1;
     bool settled = true;
     for (const auto& si : group.sis) {
       auto it = targets.find(si.name);
       const SiTarget target = it == targets.end() ? SiTarget{} : it->second;
       const std::size_t before = actions_.size();
-      transition(si.name, target, singleActive);
+      transition(si.name, target, allowedActives);
       settled = settled && actions_.size() == before && atTarget(si.name, target);
     }
     if (state().sgs.at(sg).adjust && settled) emit(SetSgAdjust{sg, false});
@@ -482,7 +510,7 @@ class Decider {
     return matching == target.active.size() + target.standby.size();
   }
 
-  void transition(const std::string& siName, const SiTarget& target, bool singleActive) {
+  void transition(const std::string& siName, const SiTarget& target, int allowedActives) {
     // 1. Existing assignments: keep, quiesce, demote or remove.
     const std::vector<Assignment> existing = state().sis.at(siName).assignments;
     for (const Assignment& a : existing) {
@@ -529,7 +557,7 @@ class Decider {
       if (mine != current.end() && mine->ha != HaState::kStandby && !(mine->ha == HaState::kQuiesced && mine->acked)) {
         continue;
       }
-      if (singleActive && othersMayBeActive(siName, unit)) continue;
+      if (liveActives(siName, unit) >= allowedActives) continue;
       emit(SetHa{unit, siName, HaState::kActive});
     }
 
@@ -551,13 +579,15 @@ class Decider {
     }
   }
 
-  bool othersMayBeActive(const std::string& si, const std::string& unit) const {
+  // The other units that may still hold `si` active: active or quiescing, or told to quiesce and
+  // not yet confirmed, whether or not they are reachable.
+  int liveActives(const std::string& si, const std::string& unit) const {
+    int live = 0;
     for (const auto& a : state().sis.at(si).assignments) {
       if (a.su == unit) continue;
-      if (a.ha == HaState::kActive || a.ha == HaState::kQuiescing) return true;
-      if (a.ha == HaState::kQuiesced && !a.acked) return true;
+      if (a.ha == HaState::kActive || a.ha == HaState::kQuiescing || (a.ha == HaState::kQuiesced && !a.acked)) ++live;
     }
-    return false;
+    return live;
   }
 
   // shutting-down entities become locked once they hold no assignment.

@@ -27,6 +27,20 @@ class Random {
   std::uint64_t state_;
 };
 
+const char* opWord(model::Fault::Op op) {
+  switch (op) {
+    case model::Fault::Op::kStart:
+      return "start";
+    case model::Fault::Op::kStop:
+      return "stop";
+    case model::Fault::Op::kMigrate:
+      return "migrate";
+    case model::Fault::Op::kFence:
+      break;
+  }
+  return "fence";
+}
+
 model::ScenarioStep faultStep(Duration at, model::Fault fault, std::string text) {
   return {at, std::move(fault), std::move(text)};
 }
@@ -124,10 +138,8 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
         const model::Fault::Op ops[] = {model::Fault::Op::kStart, model::Fault::Op::kStop, model::Fault::Op::kFence};
         f.op = ops[random.below(3)];
         f.count = 1 + static_cast<int>(random.below(3));
-        const char* op = f.op == model::Fault::Op::kStart  ? " start "
-                         : f.op == model::Fault::Op::kStop ? " stop "
-                                                           : " fence ";
-        scenario.steps.push_back(faultStep(at, f, "op-fail " + f.node + op + std::to_string(f.count)));
+        scenario.steps.push_back(
+            faultStep(at, f, "op-fail " + f.node + " " + opWord(f.op) + " " + std::to_string(f.count)));
         break;
       }
       default: {
@@ -211,11 +223,7 @@ std::string scenarioYaml(const model::Scenario& scenario, const std::vector<std:
         out << "io-error: " << f.vm;
         break;
       case Kind::kOpFail:
-        out << "op-fail: {node: " << f.node << ", op: "
-            << (f.op == model::Fault::Op::kStart  ? "start"
-                : f.op == model::Fault::Op::kStop ? "stop"
-                                                  : "migrate")
-            << ", count: " << f.count << "}";
+        out << "op-fail: {node: " << f.node << ", op: " << opWord(f.op) << ", count: " << f.count << "}";
         break;
     }
     out << "}\n";

@@ -142,8 +142,12 @@ void NodeManager::apply(const engine::Envelope& message) {
                    agent_->onReport(report);
                  },
                  [&](const engine::Decision& decision) {
-                   engine::applyDecision(*state_, decision);
                    if (decision.director == view_.self) decisionInFlight_ = false;
+                   // A decision counts only if its sender directs the view it is delivered in: one
+                   // sent just before a membership change can arrive in a view without majority
+                   // (Corosync delivers it in the new configuration). Every member judges alike.
+                   if (decision.director != engine::directorOf(view_)) return;
+                   engine::applyDecision(*state_, decision);
                    agent_->onDecision(decision);
                    for (const auto& action : decision.actions) {
                      const auto* reply = std::get_if<engine::AdminReply>(&action);

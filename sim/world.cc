@@ -314,7 +314,7 @@ class World : public vmm::SimTruthObserver {
   }
 
   void observeMessage(int, const std::string& payload) {
-    Result<engine::Envelope> message = engine::decode(payload);
+    Result<engine::Envelope> message = engine::decode(payload, &known_);
     if (!message.ok()) return;
     std::visit(Overloaded{
                    [&](const engine::Report& r) {
@@ -516,6 +516,7 @@ class World : public vmm::SimTruthObserver {
   }
 
   std::shared_ptr<const model::Configuration> config_;
+  engine::KnownConfiguration known_ = engine::knownConfiguration(config_);
   const model::Scenario& scenario_;
   RunOptions options_;
   Random random_;

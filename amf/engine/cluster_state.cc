@@ -1,6 +1,5 @@
 #include "kvm_amf/amf/engine/cluster_state.h"
 
-#include <cassert>
 
 namespace kvm_amf::engine {
 
@@ -11,30 +10,31 @@ bool ClusterState::operator==(const ClusterState& other) const {
          pendingAdmin == other.pendingAdmin;
 }
 
-const model::ServiceGroupSpec& ClusterState::sgSpec(const std::string& sg) const {
-  for (const auto& spec : config->serviceGroups) {
-    if (spec.name == sg) return spec;
+const SpecIndex& ClusterState::index() const {
+  if (!index_ || indexed_ != config.get()) {
+    auto index = std::make_shared<SpecIndex>();
+    for (const auto& sg : config->serviceGroups) {
+      index->sgs[sg.name] = &sg;
+      index->unitsOf[sg.name];  // present even when empty
+      index->instancesOf[sg.name];
+      for (const auto& unit : sg.units) {
+        index->sus[unit.name] = &unit;
+        index->unitsOf[sg.name].push_back(unit.name);
+        for (const auto& vm : unit.vms) index->vms[vm.name] = &vm;
+      }
+      for (const auto& si : sg.serviceInstances) index->instancesOf[sg.name].push_back(si.name);
+    }
+    index_ = std::move(index);
+    indexed_ = config.get();
   }
-  assert(false && "unknown service group");
-  return config->serviceGroups.front();
+  return *index_;
 }
 
-const model::ServiceUnitSpec& ClusterState::suSpec(const std::string& su) const {
-  const auto& group = sgSpec(sus.at(su).sg);
-  for (const auto& unit : group.units) {
-    if (unit.name == su) return unit;
-  }
-  assert(false && "unknown service unit");
-  return group.units.front();
-}
+const model::ServiceGroupSpec& ClusterState::sgSpec(const std::string& sg) const { return *index().sgs.at(sg); }
 
-const model::VmSpec& ClusterState::vmSpec(const std::string& vm) const {
-  for (const auto& spec : suSpec(vms.at(vm).su).vms) {
-    if (spec.name == vm) return spec;
-  }
-  assert(false && "unknown VM");
-  return suSpec(vms.at(vm).su).vms.front();
-}
+const model::ServiceUnitSpec& ClusterState::suSpec(const std::string& su) const { return *index().sus.at(su); }
+
+const model::VmSpec& ClusterState::vmSpec(const std::string& vm) const { return *index().vms.at(vm); }
 
 const NodeRuntime* ClusterState::nodeById(int id) const {
   for (const auto& [name, node] : nodes) {

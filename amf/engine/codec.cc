@@ -485,6 +485,7 @@ std::string join(const std::string& path, std::string_view name) {
 struct Value {
   const Json& json;
   std::string path;
+  const KnownConfiguration* known = nullptr;  // a configuration the receiver already holds
 
   [[noreturn]] void fail(const std::string& what) const { throw DecodeError{path.empty() ? what : path + ": " + what}; }
   // Fails unless the value has the type `expected` ("a string") says.
@@ -497,7 +498,7 @@ struct Value {
 // left over, so a message this decoder only partly understands is refused.
 class Fields {
  public:
-  explicit Fields(const Value& value) : object_(value.json), path_(value.path) {
+  explicit Fields(const Value& value) : object_(value.json), path_(value.path), known_(value.known) {
     value.expect(object_.is_object(), "a map");
   }
 
@@ -506,7 +507,7 @@ class Fields {
     const auto it = object_.find(std::string(name));
     if (it == object_.end()) Value{object_, path_}.fail("missing field " + shown(name));
     read_.push_back(name);
-    return Value{*it, join(path_, name)};
+    return Value{*it, join(path_, name), known_};
   }
 
   // Fails on a field no operator[] asked for.
@@ -522,6 +523,7 @@ class Fields {
  private:
   const Json& object_;
   std::string path_;
+  const KnownConfiguration* known_;
   std::vector<std::string_view> read_;
 };
 
@@ -637,6 +639,10 @@ void read(const Value& in, ConfigurationPtr& out) {
     return;
   }
   in.expect(in.json.is_array(), "a list of configuration documents or null");
+  if (in.known && in.known->config && in.json == in.known->documents) {
+    out = in.known->config;  // the same documents: no need to load them again
+    return;
+  }
   const std::string yaml = config::toYaml(toOrdered(in));
   config::LoadResult loaded = config::loadConfiguration({{"snapshot", yaml}});
   if (!loaded.ok()) {
@@ -703,7 +709,7 @@ void read(const Value& in, std::vector<T>& out) {
   out.clear();
   out.reserve(in.json.size());
   for (std::size_t i = 0; i < in.json.size(); ++i) {
-    read(Value{in.json[i], in.path + "[" + std::to_string(i) + "]"}, out.emplace_back());
+    read(Value{in.json[i], in.path + "[" + std::to_string(i) + "]", in.known}, out.emplace_back());
   }
 }
 
@@ -714,7 +720,7 @@ void read(const Value& in, std::map<std::string, T>& out) {
   out.clear();
   for (const auto& [key, value] : in.json.items()) {
     if (key.size() > kMaxStringBytes) in.fail("a key longer than " + std::to_string(kMaxStringBytes) + " bytes");
-    read(Value{value, join(in.path, key)}, out[key]);
+    read(Value{value, join(in.path, key), in.known}, out[key]);
   }
 }
 
@@ -798,7 +804,7 @@ class BoundsCheck final : public nlohmann::json_sax<Json> {
   std::string problem_;
 };
 
-Envelope decodeMessage(std::string_view bytes) {
+Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) {
   if (bytes.empty()) throw DecodeError{"an empty message"};
   if (bytes.size() > kMaxMessageBytes) {
     throw DecodeError{"a message of " + std::to_string(bytes.size()) + " bytes; the limit is " +
@@ -811,7 +817,7 @@ Envelope decodeMessage(std::string_view bytes) {
   const Json root = Json::from_cbor(bytes.begin(), bytes.end(), /*strict=*/true, /*allow_exceptions=*/false);
   if (root.is_discarded()) throw DecodeError{"not a valid CBOR message"};
 
-  const Value message{root, ""};
+  const Value message{root, "", known};
   Fields fields(message);
   int version = 0;
   const Value versionValue = fields["v"];
@@ -840,9 +846,16 @@ std::string encode(const Envelope& message) {
   return bytes;
 }
 
-Result<Envelope> decode(std::string_view bytes) {
+KnownConfiguration knownConfiguration(std::shared_ptr<const model::Configuration> config) {
+  KnownConfiguration known;
+  if (config) known.documents = Json::parse(config::toDocuments(*config).dump());
+  known.config = std::move(config);
+  return known;
+}
+
+Result<Envelope> decode(std::string_view bytes, const KnownConfiguration* known) {
   try {
-    return decodeMessage(bytes);
+    return decodeMessage(bytes, known);
   } catch (const DecodeError& error) {
     return Error{"cannot decode message: " + error.message};
   } catch (const std::exception& error) {

@@ -371,15 +371,57 @@ class Decider {
       }
       if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts &&
           dependenciesReady(su.sg)) {
-        if (auto node = place(su)) emit(StartSu{name, *node});
+        if (auto node = place(su)) {
+          emit(StartSu{name, *node});
+          addLoad(state().sus.at(name));
+        }
       }
     }
+  }
+
+  struct Load {
+    int vcpus = 0;
+    model::Bytes memory = 0;
+  };
+  struct HostLoad {
+    Load total;
+    int units = 0;
+    std::map<std::string, int> unitsOfGroup;
+  };
+
+  Load loadOf(const std::string& su) const {
+    Load load;
+    for (const auto& vm : state().suSpec(su).vms) {
+      load.vcpus += vm.vcpus;
+      load.memory += std::max(vm.memory, vm.maxMemory);
+    }
+    return load;
+  }
+
+  // What the placed units take on each host; computed once a decision, then kept up to date as
+  // units are placed (a unit leaving is not subtracted: a decision never over-fills a host).
+  std::map<std::string, HostLoad>& hostLoads() {
+    if (!hostLoads_) {
+      hostLoads_.emplace();
+      for (const auto& [name, su] : state().sus) {
+        if (!su.node.empty()) addLoad(su);
+      }
+    }
+    return *hostLoads_;
+  }
+  void addLoad(const SuRuntime& su) {
+    HostLoad& host = (*hostLoads_)[su.node];
+    const Load load = loadOf(su.name);
+    host.total.vcpus += load.vcpus;
+    host.total.memory += load.memory;
+    ++host.units;
+    ++host.unitsOfGroup[su.sg];
   }
 
   // The host for a unit: one it may run on, up, unlocked and with room; preferring hosts without
   // another unit of its group (a host loss must not take both), then other than where it last
   // failed, then with fewer units.
-  std::optional<std::string> place(const SuRuntime& su) const {
+  std::optional<std::string> place(const SuRuntime& su) {
     const auto& spec = state().suSpec(su.name);
     const auto& sgSpec = state().sgSpec(su.sg);
     std::vector<std::string> allowed = spec.nodes;
@@ -391,12 +433,7 @@ class Decider {
     if (allowed.empty()) {
       for (const auto& n : state().cluster().nodes) allowed.push_back(n.name);
     }
-    int vcpus = 0;
-    model::Bytes memory = 0;
-    for (const auto& vm : spec.vms) {
-      vcpus += vm.vcpus;
-      memory += std::max(vm.memory, vm.maxMemory);
-    }
+    const Load need = loadOf(su.name);
     std::optional<std::tuple<int, int, int, std::string>> best;
     for (const auto& nodeSpec : state().cluster().nodes) {
       if (!contains(allowed, nodeSpec.name)) continue;
@@ -404,24 +441,15 @@ class Decider {
       if (node.status != NodeStatus::kUp || node.admin != AdminState::kUnlocked || node.oper != OperState::kEnabled) {
         continue;
       }
-      int usedVcpus = 0;
-      model::Bytes usedMemory = 0;
-      int sameGroup = 0;
-      int units = 0;
-      for (const auto& [name, other] : state().sus) {
-        if (other.node != nodeSpec.name) continue;
-        ++units;
-        if (other.sg == su.sg) ++sameGroup;
-        for (const auto& vm : state().suSpec(name).vms) {
-          usedVcpus += vm.vcpus;
-          usedMemory += std::max(vm.memory, vm.maxMemory);
-        }
-      }
+      const HostLoad& used = hostLoads()[nodeSpec.name];
       const auto& cap = nodeSpec.capacity;
-      if ((cap.vcpus != 0 && usedVcpus + vcpus > cap.vcpus) || (cap.memory != 0 && usedMemory + memory > cap.memory)) {
+      if ((cap.vcpus != 0 && used.total.vcpus + need.vcpus > cap.vcpus) ||
+          (cap.memory != 0 && used.total.memory + need.memory > cap.memory)) {
         continue;
       }
-      auto score = std::tuple(sameGroup, nodeSpec.name == su.avoidNode ? 1 : 0, units, nodeSpec.name);
+      auto it = used.unitsOfGroup.find(su.sg);
+      const int sameGroup = it == used.unitsOfGroup.end() ? 0 : it->second;
+      auto score = std::tuple(sameGroup, nodeSpec.name == su.avoidNode ? 1 : 0, used.units, nodeSpec.name);
       if (!best || score < *best) best = score;
     }
     if (!best) return std::nullopt;
@@ -451,8 +479,8 @@ class Decider {
     const bool restarting = host == NodeStatus::kUp && presence == PresenceState::kRestarting;
     const bool amfdRestarting = host == NodeStatus::kAmfdDown && presence == PresenceState::kInstantiated;
     if (!restarting && !amfdRestarting) return false;
-    for (const auto& [name, si] : state().sis) {
-      for (const auto& a : si.assignments) {
+    for (const auto& si : state().index().instancesOf.at(su.sg)) {
+      for (const auto& a : state().sis.at(si).assignments) {
         if (a.su == su.name) return true;
       }
     }
@@ -464,15 +492,15 @@ class Decider {
     group.spec = &state().sgSpec(sg);
     const SgRuntime& runtime = state().sgs.at(sg);
     group.rebalance = group.spec->failback || runtime.adjust;
-    for (const auto& [name, su] : state().sus) {
-      if (su.sg != sg) continue;
+    for (const auto& name : state().index().unitsOf.at(sg)) {
+      const SuRuntime& su = state().sus.at(name);
       group.units.push_back({name, su.rank, suReadiness(state(), su) == ReadinessState::kInService || keeps(su)});
     }
     std::sort(group.units.begin(), group.units.end(), [](const UnitStatus& a, const UnitStatus& b) {
       return std::tie(a.rank, a.name) < std::tie(b.rank, b.name);
     });
-    for (const auto& [name, si] : state().sis) {
-      if (si.sg != sg) continue;
+    for (const auto& name : state().index().instancesOf.at(sg)) {
+      const SiRuntime& si = state().sis.at(name);
       const bool wanted = si.admin == AdminState::kUnlocked && runtime.admin == AdminState::kUnlocked;
       group.sis.push_back({name, si.rank, wanted, si.assignments, si.preferredActive});
     }
@@ -629,6 +657,7 @@ class Decider {
   const TimePoint now_;
   std::vector<Action> actions_;
   std::optional<TimePoint> wake_;
+  std::optional<std::map<std::string, HostLoad>> hostLoads_;
 };
 
 }  // namespace

@@ -83,7 +83,8 @@ void NodeManager::startSync() {
 }
 
 void NodeManager::onDeliver(int, const std::string& payload) {
-  Result<engine::Envelope> message = engine::decode(payload);
+  if (state_ && known_.config != state_->config) known_ = engine::knownConfiguration(state_->config);
+  Result<engine::Envelope> message = engine::decode(payload, &known_);
   if (!message.ok()) {
     ++malformed_;
     return;

@@ -114,6 +114,16 @@ struct PendingAdmin {
   bool operator==(const PendingAdmin&) const = default;
 };
 
+// Where each name's specification is in a configuration, and what each service group holds.
+// Derived from the configuration alone; shared by every copy of a state.
+struct SpecIndex {
+  std::map<std::string, const model::ServiceGroupSpec*> sgs;
+  std::map<std::string, const model::ServiceUnitSpec*> sus;
+  std::map<std::string, const model::VmSpec*> vms;
+  std::map<std::string, std::vector<std::string>> unitsOf;      // by service group
+  std::map<std::string, std::vector<std::string>> instancesOf;  // by service group
+};
+
 struct ClusterState {
   std::shared_ptr<const model::Configuration> config;
   std::uint64_t generation = 0;  // configuration generation
@@ -136,6 +146,12 @@ struct ClusterState {
 
   const NodeRuntime* nodeById(int id) const;
   const NodeRuntime* node(const std::string& name) const;
+  // The index of `config` (built on first use after the configuration changed).
+  const SpecIndex& index() const;
+
+ private:
+  mutable std::shared_ptr<const SpecIndex> index_;
+  mutable const model::Configuration* indexed_ = nullptr;
 };
 
 // The state of a configuration nobody has acted on yet: every node down, nothing placed.

@@ -16,6 +16,8 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -41,6 +43,14 @@ std::string encode(const Envelope& message);
 // unknown word, an admin command that does not parse, or a snapshot configuration that does not
 // load give an Error naming what is wrong (and where, as a field path such as
 // "state.nodes.node1.status").
-Result<Envelope> decode(std::string_view bytes);
+// A configuration the receiver already holds, with its canonical documents: a snapshot carrying
+// the same documents reuses it instead of loading them again (the costly part of decoding).
+struct KnownConfiguration {
+  std::shared_ptr<const model::Configuration> config;
+  nlohmann::json documents;
+};
+KnownConfiguration knownConfiguration(std::shared_ptr<const model::Configuration> config);
+
+Result<Envelope> decode(std::string_view bytes, const KnownConfiguration* known = nullptr);
 
 }  // namespace kvm_amf::engine

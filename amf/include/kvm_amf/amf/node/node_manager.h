@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kvm_amf/amf/engine/cluster_state.h"
+#include "kvm_amf/amf/engine/codec.h"
 #include "kvm_amf/amf/engine/engine.h"
 #include "kvm_amf/amf/engine/messages.h"
 #include "kvm_amf/amf/node/local_agent.h"
@@ -78,6 +79,7 @@ class NodeManager : public cluster::GroupListener {
   std::uint64_t nextAdminId_ = 1;
   std::map<std::uint64_t, AdminDone> adminWaiting_;
   std::uint64_t malformed_ = 0;
+  engine::KnownConfiguration known_;  // this node's configuration, to decode snapshots cheaply
   std::unique_ptr<LocalAgent> agent_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

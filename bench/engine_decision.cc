@@ -20,6 +20,7 @@
 #include "bench_support.h"
 #include "kvm_amf/amf/engine/apply.h"
 #include "kvm_amf/amf/engine/engine.h"
+#include "kvm_amf/common/overloaded.h"
 
 namespace kvm_amf::bench {
 namespace {
@@ -30,13 +31,6 @@ using engine::View;
 constexpr int kHosts = 6;
 constexpr int kGroups = 250;
 constexpr const char* kFailedHost = "node6";
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;  // clang 14 (clang-tidy) does not deduce aggregates yet
 
 model::Configuration configuration() {
   model::Configuration config;

@@ -1,4 +1,5 @@
 #include "kvm_amf/sim/world.h"
+#include "kvm_amf/common/overloaded.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -20,11 +21,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 using engine::ClusterState;
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 // splitmix64: a small, fully specified generator, so runs are identical everywhere.
 class Random {
@@ -67,16 +63,16 @@ class World : public vmm::SimTruthObserver {
       Host& host = hosts_[n.name];
       host.sim = std::make_unique<vmm::SimHost>(n.name, scheduler_, hostTiming, *this,
                                                 [this](std::uint64_t bound) { return random_.below(bound); });
-      host.fence = std::make_unique<cluster::SimFenceAgent>(scheduler_, scenario.timing.fence,
-                                                            [this](const std::string& target) {
-                                                              if (auto& failures = fenceFailures_[target]; failures > 0) {
-                                                                --failures;
-                                                                event("fence", "fencing " + target + " failed (injected)");
-                                                                return false;
-                                                              }
-                                                              powerCycle(target);
-                                                              return true;
-                                                            });
+      host.fence = std::make_unique<cluster::SimFenceAgent>(
+          scheduler_, scenario.timing.fence, [this](const std::string& target) {
+            if (auto& failures = fenceFailures_[target]; failures > 0) {
+              --failures;
+              event("fence", "fencing " + target + " failed (injected)");
+              return false;
+            }
+            powerCycle(target);
+            return true;
+          });
       host.disk = engine::initialState(config_, 1);
     }
     for (const auto& sg : config_->serviceGroups) {

@@ -1,14 +1,10 @@
 #include "kvm_amf/amf/engine/apply.h"
+#include "kvm_amf/common/overloaded.h"
 
 #include <algorithm>
 
 namespace kvm_amf::engine {
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 bool running(PresenceState p) {
   return p == PresenceState::kInstantiated || p == PresenceState::kInstantiating || p == PresenceState::kRestarting;
@@ -176,8 +172,8 @@ void applyReport(ClusterState& state, const Report& report) {
             }
             // VMs being started here that run: their start completed while nobody watched.
             for (auto& [name, vm] : state.vms) {
-              if (vm.node != r.node || (vm.presence != PresenceState::kInstantiating &&
-                                        vm.presence != PresenceState::kRestarting)) {
+              if (vm.node != r.node ||
+                  (vm.presence != PresenceState::kInstantiating && vm.presence != PresenceState::kRestarting)) {
                 continue;
               }
               if (std::find(r.runningVms.begin(), r.runningVms.end(), name) != r.runningVms.end()) {

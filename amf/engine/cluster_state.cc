@@ -1,12 +1,11 @@
 #include "kvm_amf/amf/engine/cluster_state.h"
 
-
 namespace kvm_amf::engine {
 
 bool ClusterState::operator==(const ClusterState& other) const {
   const bool sameConfig = config == other.config || (config && other.config && *config == *other.config);
-  return sameConfig && generation == other.generation && decisions == other.decisions && applied == other.applied && nodes == other.nodes &&
-         sgs == other.sgs && sus == other.sus && sis == other.sis && vms == other.vms &&
+  return sameConfig && generation == other.generation && decisions == other.decisions && applied == other.applied &&
+         nodes == other.nodes && sgs == other.sgs && sus == other.sus && sis == other.sis && vms == other.vms &&
          pendingAdmin == other.pendingAdmin;
 }
 

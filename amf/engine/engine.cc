@@ -369,8 +369,7 @@ class Decider {
         if (presence != PresenceState::kUninstantiated && presence != PresenceState::kTerminating) emit(StopSu{name});
         continue;
       }
-      if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts &&
-          dependenciesReady(su.sg)) {
+      if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts && dependenciesReady(su.sg)) {
         if (auto node = place(su)) {
           emit(StartSu{name, *node});
           addLoad(state().sus.at(name));

@@ -1,14 +1,10 @@
 #include "kvm_amf/amf/engine/messages.h"
+#include "kvm_amf/common/overloaded.h"
 
 #include "kvm_amf/amf/model/words.h"
 
 namespace kvm_amf::engine {
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 std::string word(FailureKind kind) {
   switch (kind) {

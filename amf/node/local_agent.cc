@@ -1,15 +1,11 @@
 #include "kvm_amf/amf/node/local_agent.h"
+#include "kvm_amf/common/overloaded.h"
 
 #include <algorithm>
 #include <map>
 
 namespace kvm_amf::node {
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 using engine::ClusterState;
 using model::PresenceState;
@@ -241,8 +237,7 @@ void LocalAgent::reportIn() {
     }
     report_(engine::AgentUp{node_, ours});
     for (const auto& [vm, kind] : failed_) {
-      if (mine(vm) && !s->vms.at(vm).failure &&
-          std::find(ours.begin(), ours.end(), vm) != ours.end()) {
+      if (mine(vm) && !s->vms.at(vm).failure && std::find(ours.begin(), ours.end(), vm) != ours.end()) {
         report_(engine::VmFailed{vm, node_, kind});
       }
     }

@@ -1,4 +1,5 @@
 #include "kvm_amf/amf/node/node_manager.h"
+#include "kvm_amf/common/overloaded.h"
 
 #include <tuple>
 
@@ -7,11 +8,6 @@
 
 namespace kvm_amf::node {
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 // The best state to continue from: a state at all, then the newest configuration, then the most
 // decisions, then the lowest node id.

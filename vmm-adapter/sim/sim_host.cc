@@ -22,28 +22,28 @@ void SimHost::start(const model::VmSpec& spec, const std::optional<model::Watchd
     fail = true;
   }
   const std::uint64_t destroys = vms_[name].destroys;
-  scheduler_.after(timing_.vmStart, [this, alive = alive_, name, watchdog, power, fail, destroys,
-                                     done = std::move(done)] {
-    if (!*alive || power != power_) return;
-    if (fail) {
-      done(Error{"start of " + name + " failed (injected)"});
-      return;
-    }
-    Vm& vm = vms_[name];
-    if (vm.destroys != destroys) {
-      done(Error{"start of " + name + " cancelled: destroyed while starting"});
-      return;
-    }
-    if (!vm.running) {
-      ++vm.incarnation;
-      vm.running = true;
-      vm.ha.clear();
-      vm.watchdog = watchdog;
-      truth_.onVmRunning(name, node_, true);
-      setHung(name, vm, false);
-    }
-    done(Status::success());
-  });
+  scheduler_.after(timing_.vmStart,
+                   [this, alive = alive_, name, watchdog, power, fail, destroys, done = std::move(done)] {
+                     if (!*alive || power != power_) return;
+                     if (fail) {
+                       done(Error{"start of " + name + " failed (injected)"});
+                       return;
+                     }
+                     Vm& vm = vms_[name];
+                     if (vm.destroys != destroys) {
+                       done(Error{"start of " + name + " cancelled: destroyed while starting"});
+                       return;
+                     }
+                     if (!vm.running) {
+                       ++vm.incarnation;
+                       vm.running = true;
+                       vm.ha.clear();
+                       vm.watchdog = watchdog;
+                       truth_.onVmRunning(name, node_, true);
+                       setHung(name, vm, false);
+                     }
+                     done(Status::success());
+                   });
 }
 
 void SimHost::destroy(const std::string& name, Done done) {

@@ -330,7 +330,8 @@ TEST(Codec, RefusesEveryMissingField) {
   EXPECT_NE(errorOf(cbor(decision)).find("actions[0]: missing field \"reason\""), std::string::npos);
 
   Json snapshot = jsonOf(busySnapshot());
-  for (const char* key : {"config", "generation", "decisions", "applied", "nodes", "sgs", "sus", "sis", "vms", "pendingAdmin"}) {
+  for (const char* key :
+       {"config", "generation", "decisions", "applied", "nodes", "sgs", "sus", "sis", "vms", "pendingAdmin"}) {
     Json altered = snapshot;
     altered["state"].erase(key);
     EXPECT_NE(errorOf(cbor(altered)).find(std::string("state: missing field \"") + key + "\""), std::string::npos);

@@ -21,10 +21,10 @@ namespace kvm_amf::engine {
 
 // What one node manager knows of the group right now (identical on every member of a view).
 struct View {
-  int self = 0;          // this node manager's node id
-  std::set<int> group;   // node ids whose node manager is in the group
-  std::set<int> hosts;   // node ids whose host is in the Corosync membership
-  bool quorate = false;  // this host's partition has quorum
+  int self = 0;                 // this node manager's node id
+  std::set<int> group;          // node ids whose node manager is in the group
+  std::set<int> hosts;          // node ids whose host is in the Corosync membership
+  bool quorate = false;         // this host's partition has quorum
   std::size_t clusterSize = 0;  // configured nodes
   bool twoNode = false;         // votequorum two_node: one of two suffices
 };

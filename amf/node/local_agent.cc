@@ -144,11 +144,14 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
       (runtime.presence != PresenceState::kInstantiating && runtime.presence != PresenceState::kRestarting)) {
     return;
   }
+  if (!starting_.insert(vm).second) return;  // already being started (its completion reports)
   const auto& watchdog = s->sgSpec(s->sus.at(runtime.su).sg).health.watchdog;
   hypervisor_.start(s->vmSpec(vm), watchdog, guarded([this, vm, then = std::move(then)](Status status) {
+                      starting_.erase(vm);
                       const auto& now = state()->vms.at(vm);
                       const bool wanted = now.node == node_ && (now.presence == PresenceState::kInstantiating ||
-                                                                now.presence == PresenceState::kRestarting);
+                                                                now.presence == PresenceState::kRestarting ||
+                                                                now.presence == PresenceState::kInstantiated);
                       if (status.ok() && !wanted) {
                         // The cluster stopped wanting it while it started: it must not run.
                         hypervisor_.destroy(vm, [](Status) {});

@@ -73,6 +73,7 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
   Reporter report_;
   std::map<std::string, engine::FailureKind> failed_;  // failures seen here, until the VM stops or restarts
   std::uint64_t startsCompleted_ = 0;                  // a listing that raced with a start is retaken
+  std::set<std::string> starting_;                     // VMs with a start in progress
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

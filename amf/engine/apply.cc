@@ -147,7 +147,9 @@ void applyReport(ClusterState& state, const Report& report) {
           },
           [&](const HaAcked& r) {
             auto it = state.sis.find(r.si);
-            if (it == state.sis.end()) return;
+            if (it == state.sis.end() || !state.sus.contains(r.su)) return;
+            // An acknowledgement from before a restart does not tell the restarted guests.
+            if (suPresence(state, state.sus.at(r.su)) != PresenceState::kInstantiated) return;
             for (auto& a : it->second.assignments) {
               if (a.su == r.su && a.ha == r.ha) a.acked = true;
             }

@@ -200,6 +200,8 @@ void LocalAgent::restartVm(const std::string& vm) {
 
 void LocalAgent::assignUnit(const std::string& su, const std::string& si, model::HaState ha) {
   const ClusterState* s = state();
+  // Only running guests can take it; restarted ones are told once they run again (onReport).
+  if (engine::suPresence(*s, s->sus.at(su)) != PresenceState::kInstantiated) return;
   std::map<std::string, std::string> attributes;
   for (const auto& spec : s->sgSpec(s->sus.at(su).sg).serviceInstances) {
     if (spec.name == si) attributes = spec.attributes;

@@ -37,15 +37,6 @@ std::string describe(const YamlValue& node) {
   return "'" + text + "'";
 }
 
-bool isValidName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  for (char c : name) {
-    if (!alnum(c) && c != '-') return false;
-  }
-  return alnum(name.front()) && alnum(name.back());
-}
-
 Fields::Fields(ReadContext& ctx, std::string file, const YamlValue& node, std::string path)
     : ctx_(ctx), file_(std::move(file)), path_(std::move(path)), node_(node) {
   ctx_.where().record(path_, ctx_.at(file_, node_));

@@ -12,6 +12,7 @@
 
 #include "kvm_amf/amf/config/diagnostic.h"
 #include "kvm_amf/amf/model/config.h"
+#include "kvm_amf/amf/model/names.h"
 #include "kvm_amf/amf/model/words.h"
 #include "source_map.h"
 #include "yaml_tree.h"
@@ -126,7 +127,6 @@ void readObject(ReadContext& ctx, const std::string& file, const YamlValue& node
 // A description of a YAML value's kind, for messages: "a map", "a list", "'text'".
 std::string describe(const YamlValue& node);
 
-// True for a DNS-label name: 1-63 of [a-z0-9-], starting and ending with a letter or digit.
-bool isValidName(std::string_view name);
+using model::isValidName;
 
 }  // namespace kvm_amf::config

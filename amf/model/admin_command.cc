@@ -1,5 +1,7 @@
 #include "kvm_amf/amf/model/admin_command.h"
 
+#include "kvm_amf/amf/model/names.h"
+
 #include <array>
 #include <chrono>
 #include <utility>
@@ -115,17 +117,6 @@ std::string verbWords(const VerbSpec& spec) {
   std::string out(spec.word);
   if (!spec.subWord.empty()) out += " " + std::string(spec.subWord);
   return out;
-}
-
-bool isNameChar(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; }
-
-// The DNS-label rule of configuration names (docs/configuration.md).
-bool isValidName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (char c : name) {
-    if (!isNameChar(c)) return false;
-  }
-  return name.front() != '-' && name.back() != '-';
 }
 
 std::vector<std::string_view> splitWords(std::string_view text) {

@@ -154,8 +154,15 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
       }
     }
   }
-  // Then the operator repairs whatever the escalation ladder took out of service for good.
+  // Then the operator repairs whatever the escalation ladder took out of service for good, and
+  // unlocks every unit again (an earlier unlock may have been refused for want of quorum).
   const Duration repairAt = options.duration - options.settle;
+  for (const auto& u : units) {
+    model::AdminCommand unlock;
+    unlock.verb = model::AdminVerb::kUnlock;
+    unlock.target = {model::AdminTarget::Kind::kServiceUnit, u};
+    scenario.steps.push_back({repairAt, unlock, model::formatAdminCommand(unlock)});
+  }
   for (const auto& u : units) {
     model::AdminCommand repaired;
     repaired.verb = model::AdminVerb::kRepaired;

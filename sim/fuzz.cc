@@ -4,28 +4,10 @@
 #include <sstream>
 
 #include "kvm_amf/amf/model/units.h"
+#include "kvm_amf/sim/random.h"
 
 namespace kvm_amf::sim {
 namespace {
-
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed * 0x2545f4914f6cdd1dULL + 1) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-  template <typename T>
-  const T& pick(const std::vector<T>& v) {
-    return v[below(v.size())];
-  }
-
- private:
-  std::uint64_t state_;
-};
 
 const char* opWord(model::Fault::Op op) {
   switch (op) {
@@ -48,7 +30,7 @@ model::ScenarioStep faultStep(Duration at, model::Fault fault, std::string text)
 }  // namespace
 
 model::Scenario randomScenario(const model::Configuration& config, std::uint64_t seed, const FuzzOptions& options) {
-  Random random(seed);
+  Random random(seed * 0x2545f4914f6cdd1dULL + 1);  // a stream apart from the world's, which uses the seed
   model::Scenario scenario;
   scenario.seed = seed;
   scenario.until = options.duration;

@@ -13,6 +13,7 @@
 #include "kvm_amf/amf/model/words.h"
 #include "kvm_amf/amf/node/node_manager.h"
 #include "kvm_amf/cluster/sim_network.h"
+#include "kvm_amf/sim/random.h"
 #include "kvm_amf/sim/sim_scheduler.h"
 #include "kvm_amf/vmm/sim_host.h"
 
@@ -21,22 +22,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 using engine::ClusterState;
-
-// splitmix64: a small, fully specified generator, so runs are identical everywhere.
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-
- private:
-  std::uint64_t state_;
-};
 
 std::string faultText(const model::ScenarioStep& step) { return step.text; }
 

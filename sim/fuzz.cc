@@ -3,28 +3,15 @@
 #include <algorithm>
 #include <sstream>
 
+#include "kvm_amf/amf/config/scenario_loader.h"
 #include "kvm_amf/amf/model/units.h"
 #include "kvm_amf/sim/random.h"
 
 namespace kvm_amf::sim {
 namespace {
 
-const char* opWord(model::Fault::Op op) {
-  switch (op) {
-    case model::Fault::Op::kStart:
-      return "start";
-    case model::Fault::Op::kStop:
-      return "stop";
-    case model::Fault::Op::kMigrate:
-      return "migrate";
-    case model::Fault::Op::kFence:
-      break;
-  }
-  return "fence";
-}
-
-model::ScenarioStep faultStep(Duration at, model::Fault fault, std::string text) {
-  return {at, std::move(fault), std::move(text)};
+model::ScenarioStep faultStep(Duration at, const model::Fault& fault) {
+  return {at, fault, config::formatFault(fault)};
 }
 
 }  // namespace
@@ -64,21 +51,21 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
       case 1:
         f.kind = Kind::kVmCrash;
         f.vm = random.pick(vms);
-        scenario.steps.push_back(faultStep(at, f, "vm-crash " + f.vm));
+        scenario.steps.push_back(faultStep(at, f));
         break;
       case 2:
         f.kind = Kind::kGuestHang;
         f.vm = random.pick(vms);
-        scenario.steps.push_back(faultStep(at, f, "guest-hang " + f.vm));
+        scenario.steps.push_back(faultStep(at, f));
         break;
       case 3: {
         f.kind = Kind::kNodeCrash;
         f.node = random.pick(nodes);
-        scenario.steps.push_back(faultStep(at, f, "node-crash " + f.node));
+        scenario.steps.push_back(faultStep(at, f));
         model::Fault start;
         start.kind = Kind::kNodeStart;
         start.node = f.node;
-        scenario.steps.push_back(faultStep(undoAt(at), start, "node-start " + f.node));
+        scenario.steps.push_back(faultStep(undoAt(at), start));
         break;
       }
       case 4: {
@@ -88,31 +75,26 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
         const std::size_t cut = 1 + random.below(std::max<std::size_t>(1, shuffled.size() - 1));
         f.groups = {std::vector<std::string>(shuffled.begin(), shuffled.begin() + static_cast<long>(cut)),
                     std::vector<std::string>(shuffled.begin() + static_cast<long>(cut), shuffled.end())};
-        std::string text = "partition ";
-        for (std::size_t g = 0; g < f.groups.size(); ++g) {
-          if (g > 0) text += "|";
-          for (std::size_t k = 0; k < f.groups[g].size(); ++k) text += (k > 0 ? "," : "") + f.groups[g][k];
-        }
-        scenario.steps.push_back(faultStep(at, f, text));
+        scenario.steps.push_back(faultStep(at, f));
         model::Fault heal;
         heal.kind = Kind::kHeal;
-        scenario.steps.push_back(faultStep(undoAt(at), heal, "heal"));
+        scenario.steps.push_back(faultStep(undoAt(at), heal));
         break;
       }
       case 5: {
         f.kind = Kind::kAmfdCrash;
         f.node = random.pick(nodes);
-        scenario.steps.push_back(faultStep(at, f, "amfd-crash " + f.node));
+        scenario.steps.push_back(faultStep(at, f));
         model::Fault start;
         start.kind = Kind::kAmfdStart;
         start.node = f.node;
-        scenario.steps.push_back(faultStep(undoAt(at), start, "amfd-start " + f.node));
+        scenario.steps.push_back(faultStep(undoAt(at), start));
         break;
       }
       case 6:
         f.kind = Kind::kIoError;
         f.vm = random.pick(vms);
-        scenario.steps.push_back(faultStep(at, f, "io-error " + f.vm));
+        scenario.steps.push_back(faultStep(at, f));
         break;
       case 7: {
         f.kind = Kind::kOpFail;
@@ -120,8 +102,7 @@ model::Scenario randomScenario(const model::Configuration& config, std::uint64_t
         const model::Fault::Op ops[] = {model::Fault::Op::kStart, model::Fault::Op::kStop, model::Fault::Op::kFence};
         f.op = ops[random.below(3)];
         f.count = 1 + static_cast<int>(random.below(3));
-        scenario.steps.push_back(
-            faultStep(at, f, "op-fail " + f.node + " " + opWord(f.op) + " " + std::to_string(f.count)));
+        scenario.steps.push_back(faultStep(at, f));
         break;
       }
       default: {
@@ -212,7 +193,7 @@ std::string scenarioYaml(const model::Scenario& scenario, const std::vector<std:
         out << "io-error: " << f.vm;
         break;
       case Kind::kOpFail:
-        out << "op-fail: {node: " << f.node << ", op: " << opWord(f.op) << ", count: " << f.count << "}";
+        out << "op-fail: {node: " << f.node << ", op: " << config::faultOpWord(f.op) << ", count: " << f.count << "}";
         break;
     }
     out << "}\n";

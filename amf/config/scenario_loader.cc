@@ -75,7 +75,7 @@ std::string_view faultWord(Fault::Kind kind) {
   return "?";
 }
 
-std::string_view opWord(Fault::Op op) {
+std::string_view opWordOf(Fault::Op op) {
   for (const auto& [o, word] : kOpWords) {
     if (o == op) return word;
   }
@@ -91,8 +91,7 @@ std::string faultList() {
   return out;
 }
 
-// The step as canonical words: "node-crash node1", "partition node1,node2|node3", "op-fail n1 start 2".
-std::string faultText(const Fault& fault) {
+std::string faultTextOf(const Fault& fault) {
   std::string out(faultWord(fault.kind));
   switch (fault.kind) {
     case Fault::Kind::kNodeCrash:
@@ -118,7 +117,7 @@ std::string faultText(const Fault& fault) {
     case Fault::Kind::kHeal:
       return out;
     case Fault::Kind::kOpFail:
-      return out + " " + fault.node + " " + std::string(opWord(fault.op)) + " " + std::to_string(fault.count);
+      return out + " " + fault.node + " " + std::string(opWordOf(fault.op)) + " " + std::to_string(fault.count);
   }
   return out;
 }
@@ -275,7 +274,7 @@ class ScenarioReader {
       Fault value;
       if (readPresent(s, "fault", "a map with one fault: " + faultList(),
                       [&] { return s.object("fault", [&](Fields& f) { readFault(f, value); }); })) {
-        read.step.text = faultText(value);
+        read.step.text = faultTextOf(value);
         read.step.action = std::move(value);
       }
     } else if (admin) {
@@ -582,5 +581,9 @@ ScenarioLoadResult loadScenarioFile(const std::string& path) {
   text << in.rdbuf();
   return loadScenario({path, text.str()}, std::filesystem::path(path).parent_path().string());
 }
+
+std::string formatFault(const model::Fault& fault) { return faultTextOf(fault); }
+
+std::string_view faultOpWord(model::Fault::Op op) { return opWordOf(op); }
 
 }  // namespace kvm_amf::config

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "kvm_amf/amf/config/diagnostic.h"
 #include "kvm_amf/amf/config/loader.h"
@@ -29,5 +30,11 @@ ScenarioLoadResult loadScenario(const Source& scenario, const std::string& baseD
 // Reads `path` (an unreadable or oversized file is a diagnostic at line 0) and loads it with the
 // folder that holds it as the base of its config paths.
 ScenarioLoadResult loadScenarioFile(const std::string& path);
+
+// A fault as the canonical words of ScenarioStep::text: "node-crash node1",
+// "partition node1,node2|node3", "op-fail node1 start 2".
+std::string formatFault(const model::Fault& fault);
+// The YAML word of an op-fail operation: "start", "stop", "migrate", "fence".
+std::string_view faultOpWord(model::Fault::Op op);
 
 }  // namespace kvm_amf::config

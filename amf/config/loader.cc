@@ -53,6 +53,7 @@ void readClusterSpec(Fields& f, model::ClusterSpec& spec) {
     m.duration("amfdRestartGrace", s.amfdRestartGrace, milliseconds(0), hours(1));
     m.boolean("twoNode", s.twoNode);
     m.boolean("waitForAll", s.waitForAll);
+    m.boolean("crypto", s.crypto);
   });
   f.object("fencing", [&](Fields& fe) {
     auto& s = spec.fencing;

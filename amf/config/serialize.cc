@@ -37,7 +37,8 @@ json clusterSpec(const model::ClusterSpec& c) {
   json membership = {{"token", formatDuration(m.token)},
                      {"amfdRestartGrace", formatDuration(m.amfdRestartGrace)},
                      {"twoNode", m.twoNode},
-                     {"waitForAll", m.waitForAll}};
+                     {"waitForAll", m.waitForAll},
+                     {"crypto", m.crypto}};
   if (m.consensus.count() != 0) membership["consensus"] = formatDuration(m.consensus);
 
   const auto& f = c.fencing;

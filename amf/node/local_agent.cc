@@ -67,7 +67,9 @@ void LocalAgent::onDecision(const engine::Decision& decision) {
                    },
                    [&](const engine::StartFence& a) {
                      if (a.fencer != nodeId_) return;
-                     fence_.fence(a.node, guarded([this, target = a.node](bool ok, std::string message) {
+                     const model::FenceAgentSpec& agent = s->config->cluster->fencing.agent;
+                     fence_.fence(a.node, cluster::FenceMethod{agent.command, agent.timeout},
+                                  guarded([this, target = a.node](bool ok, std::string message) {
                                     report_(engine::FenceDone{target, ok, std::move(message), scheduler_.now()});
                                   }));
                    },

@@ -5,6 +5,7 @@
 
 #include "kvm_amf/amf/engine/apply.h"
 #include "kvm_amf/amf/engine/codec.h"
+#include "kvm_amf/amf/node/disk_state_store.h"
 
 namespace kvm_amf::node {
 namespace {
@@ -28,6 +29,7 @@ NodeManager::NodeManager(std::string nodeName, NodeManagerDeps deps, std::option
 }
 
 NodeManager::~NodeManager() {
+  if (persistScheduled_) persist();  // the store writes it before it goes
   *alive_ = false;
   if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
 }
@@ -63,6 +65,7 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   decisionInFlight_ = false;
   if (first) justJoined_ = true;
   if (first || !change.joined.empty()) startSync();
+  if (deps_.observer) deps_.observer->onView(view_);
   if (!change.quorate && state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf) {
     agent_->selfFence();
   }
@@ -120,6 +123,8 @@ void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
   view_.clusterSize = state_->config->cluster->nodes.size();
   view_.twoNode = state_->config->cluster->membership.twoNode;
   syncing_ = false;
+  stateChanged();
+  if (deps_.observer) deps_.observer->onSynced(*state_);
   while (!buffered_.empty()) {
     engine::Envelope message = std::move(buffered_.front());
     buffered_.pop_front();
@@ -136,6 +141,8 @@ void NodeManager::apply(const engine::Envelope& message) {
   std::visit(Overloaded{
                  [&](const engine::Report& report) {
                    engine::applyReport(*state_, report);
+                   stateChanged();
+                   if (deps_.observer) deps_.observer->onApplied(message, *state_);
                    agent_->onReport(report);
                  },
                  [&](const engine::Decision& decision) {
@@ -145,6 +152,8 @@ void NodeManager::apply(const engine::Envelope& message) {
                    // (Corosync delivers it in the new configuration). Every member judges alike.
                    if (decision.director != engine::directorOf(view_)) return;
                    engine::applyDecision(*state_, decision);
+                   stateChanged();
+                   if (deps_.observer) deps_.observer->onApplied(message, *state_);
                    agent_->onDecision(decision);
                    for (const auto& action : decision.actions) {
                      const auto* reply = std::get_if<engine::AdminReply>(&action);
@@ -153,13 +162,39 @@ void NodeManager::apply(const engine::Envelope& message) {
                      if (it == adminWaiting_.end()) continue;
                      AdminDone done = std::move(it->second);
                      adminWaiting_.erase(it);
-                     done(reply->ok, reply->message);
+                     if (deps_.store) {
+                       pendingAcks_.push_back(
+                           [done = std::move(done), ok = reply->ok, text = reply->message] { done(ok, text); });
+                     } else {
+                       done(reply->ok, reply->message);
+                     }
                    }
                  },
                  [](const auto&) {},
              },
              message);
   maybeDecide();
+}
+
+void NodeManager::stateChanged() {
+  if (!deps_.store || persistScheduled_) return;
+  persistScheduled_ = true;
+  deps_.scheduler->after(Duration(0), [this, alive = alive_] {
+    if (!*alive) return;
+    persistScheduled_ = false;
+    persist();
+  });
+}
+
+void NodeManager::persist() {
+  if (!state_) return;
+  std::vector<std::function<void()>> acks = std::move(pendingAcks_);
+  pendingAcks_.clear();
+  // An answer goes out even if this host's disk failed: the outcome is in every member's state.
+  deps_.store->save(encodeState(*state_), [alive = alive_, acks = std::move(acks)](bool) {
+    if (!*alive) return;
+    for (const auto& ack : acks) ack();
+  });
 }
 
 void NodeManager::maybeDecide() {

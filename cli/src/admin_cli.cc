@@ -1,6 +1,15 @@
 #include "kvm_amf/cli/admin_cli.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 #include <ostream>
 
 #include "kvm_amf/amf/config/loader.h"
@@ -9,6 +18,7 @@
 #include "kvm_amf/amf/model/words.h"
 #include "kvm_amf/cli/exit_codes.h"
 #include "kvm_amf/cli/table.h"
+#include "kvm_amf/cluster/corosync_conf.h"
 
 namespace kvm_amf::cli {
 namespace {
@@ -53,21 +63,135 @@ void printSummary(const model::Configuration& config, std::ostream& out) {
   }
 }
 
-// `validate -f FILE...`: checks files offline; needs no running cluster.
-int validateFiles(const std::vector<std::string>& files, const GlobalOptions& options, std::ostream& out,
-                  std::ostream& err) {
+// Loads and checks `files`; on errors prints every one and a count to `err` and returns nullopt.
+std::optional<model::Configuration> loadValid(const std::vector<std::string>& files, std::ostream& err) {
   config::LoadResult result = config::loadConfigurationFiles(files);
   if (!result.ok()) {
     for (const auto& error : result.errors) err << error.str() << '\n';
     err << result.errors.size() << (result.errors.size() == 1 ? " error" : " errors") << "; nothing changed\n";
+    return std::nullopt;
+  }
+  return std::move(result.config);
+}
+
+// `validate -f FILE...`: checks files offline; needs no running cluster.
+int validateFiles(const std::vector<std::string>& files, const GlobalOptions& options, std::ostream& out,
+                  std::ostream& err) {
+  std::optional<model::Configuration> config = loadValid(files, err);
+  if (!config) return kExitDataError;
+  if (options.output == "json") {
+    out << config::toDocuments(*config).dump(2) << '\n';
+  } else if (options.output == "yaml") {
+    out << config::toYaml(config::toDocuments(*config));
+  } else {
+    printSummary(*config, out);
+  }
+  return kExitOk;
+}
+
+struct CorosyncConfOptions {
+  std::vector<std::string> files;
+  std::string authkey = "/etc/corosync/authkey";
+  std::string stateDir;
+  std::string logFile;
+  std::string outFile;
+};
+
+// Corosync runs in another directory than amf-admin: relative paths are made absolute.
+std::string absolutePath(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
+}
+
+cluster::CorosyncClusterConf corosyncInput(const model::ClusterSpec& spec, const CorosyncConfOptions& options) {
+  cluster::CorosyncClusterConf conf;
+  conf.clusterName = spec.name;
+  for (const auto& node : spec.nodes) conf.nodes.push_back({node.name, node.id, node.address});
+  conf.token = spec.membership.token;
+  conf.consensus = spec.membership.consensus;
+  conf.twoNode = spec.membership.twoNode;
+  conf.waitForAll = spec.membership.waitForAll;
+  conf.crypto = spec.membership.crypto;
+  if (conf.crypto) conf.authkeyPath = absolutePath(options.authkey);
+  conf.stateDir = absolutePath(options.stateDir);
+  conf.logFile = absolutePath(options.logFile);
+  return conf;
+}
+
+// Writes `text` to a temporary file beside `path` (mode 0644), fsyncs it and renames it over `path`:
+// readers see the old file or the whole new one.
+Status writeFileAtomically(const std::string& path, const std::string& text) {
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  std::string temp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  int fd = ::mkstemp(temp.data());
+  if (fd < 0) return Error{path + ": cannot create a file in " + dir.string() + ": " + std::strerror(errno)};
+  auto fail = [&](const char* step) {
+    int error = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(temp.c_str());
+    return Error{path + ": " + step + ": " + std::strerror(error)};
+  };
+  if (::fchmod(fd, 0644) != 0) return fail("chmod");
+  std::size_t written = 0;
+  while (written < text.size()) {
+    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("write");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  int rc = ::close(fd);
+  fd = -1;
+  if (rc != 0) return fail("close");
+  if (::rename(temp.c_str(), path.c_str()) != 0) return fail("rename");
+  return {};
+}
+
+// `corosync-conf -f FILE...`: corosync.conf made from the Cluster document, to stdout or --out; with
+// membership.crypto, creates the authkey it references unless that file exists. Offline.
+int corosyncConfFiles(const CorosyncConfOptions& options, std::ostream& out, std::ostream& err) {
+  std::optional<model::Configuration> config = loadValid(options.files, err);
+  if (!config) return kExitDataError;
+  if (!config->cluster) {
+    err << "amf-admin corosync-conf: no Cluster document in the files given; the Corosync configuration is "
+           "made from one\n";
     return kExitDataError;
   }
-  if (options.output == "json") {
-    out << config::toDocuments(result.config).dump(2) << '\n';
-  } else if (options.output == "yaml") {
-    out << config::toYaml(config::toDocuments(result.config));
-  } else {
-    printSummary(result.config, out);
+  cluster::CorosyncClusterConf conf = corosyncInput(*config->cluster, options);
+  // The documents are valid, so only the paths given as options can fail this check.
+  if (Status s = cluster::checkCorosyncConf(conf); !s) {
+    err << "amf-admin corosync-conf: " << s.error().message << "\n";
+    return kExitUsage;
+  }
+  const std::string text = cluster::corosyncConf(conf);
+
+  if (conf.crypto) {
+    struct stat st {};
+    if (::stat(conf.authkeyPath.c_str(), &st) != 0) {
+      if (Status s = cluster::writeAuthkey(conf.authkeyPath); !s) {
+        err << "amf-admin corosync-conf: " << s.error().message << "\n";
+        return kExitRefused;
+      }
+      err << "amf-admin corosync-conf: created a new authkey " << conf.authkeyPath
+          << "; every host needs this same file\n";
+    } else if (!S_ISREG(st.st_mode)) {
+      err << "amf-admin corosync-conf: authkey " << conf.authkeyPath << " is not a regular file\n";
+      return kExitRefused;
+    }
+  }
+
+  if (options.outFile.empty()) {
+    out << text;
+    return kExitOk;
+  }
+  if (Status s = writeFileAtomically(options.outFile, text); !s) {
+    err << "amf-admin corosync-conf: " << s.error().message << "\n";
+    return kExitRefused;
   }
   return kExitOk;
 }
@@ -87,6 +211,17 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   CLI::App* validate = app.add_subcommand("validate", "check configuration files offline (no cluster needed)");
   validate->add_option("-f,--file", files, "YAML files")->required()->expected(1, -1);
   validate->fallthrough();
+
+  CorosyncConfOptions corosync;
+  CLI::App* corosyncVerb =
+      app.add_subcommand("corosync-conf", "write corosync.conf for the Cluster document (no cluster needed)");
+  corosyncVerb->add_option("-f,--file", corosync.files, "YAML files")->required()->expected(1, -1);
+  corosyncVerb->add_option("--authkey", corosync.authkey, "knet authkey, created if missing (with membership.crypto)")
+      ->capture_default_str();
+  corosyncVerb->add_option("--state-dir", corosync.stateDir, "Corosync's state directory (default: its own)");
+  corosyncVerb->add_option("--log-file", corosync.logFile, "log to this file instead of stderr");
+  corosyncVerb->add_option("--out", corosync.outFile, "write here (atomically) instead of to stdout");
+  corosyncVerb->fallthrough();
 
   std::vector<std::string> argv_storage;
   argv_storage.reserve(args.size() + 1);
@@ -108,6 +243,7 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
 
   if (validate->parsed()) return validateFiles(files, options, out, err);
+  if (corosyncVerb->parsed()) return corosyncConfFiles(corosync, out, err);
   return kExitUsage;
 }
 

@@ -275,7 +275,7 @@ void SimNetwork::heal() {
 SimFenceAgent::SimFenceAgent(Scheduler& scheduler, Duration delay, std::function<bool(const std::string&)> powerOff)
     : scheduler_(scheduler), delay_(delay), powerOff_(std::move(powerOff)) {}
 
-void SimFenceAgent::fence(const std::string& node, std::function<void(bool ok, std::string message)> done) {
+void SimFenceAgent::fence(const std::string& node, const FenceMethod&, Done done) {
   scheduler_.after(delay_, [this, node, done = std::move(done)] {
     const bool ok = powerOff_(node);
     done(ok, ok ? "powered off" : "the fence agent failed");

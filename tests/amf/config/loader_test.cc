@@ -40,6 +40,7 @@ TEST(Loader, ExamplesAreValidAndTyped) {
   EXPECT_EQ(cluster.nodes[0].libvirtUri, "qemu:///system");
   EXPECT_EQ(cluster.nodes[0].capacity.memory, 8ULL << 30);
   EXPECT_EQ(cluster.membership.token, 300ms);
+  EXPECT_TRUE(cluster.membership.crypto);  // default: knet encryption on
   EXPECT_EQ(cluster.fencing.mode, model::FencingMode::kAgent);
   EXPECT_EQ(cluster.fencing.agent.timeout, 5s);
 
@@ -73,6 +74,21 @@ TEST(Loader, CanonicalDocumentsLoadBackToTheSameModel) {
   LoadResult again = loadText(yaml, "canonical.yaml");
   ASSERT_TRUE(again.ok()) << errorLines(again) << yaml;
   EXPECT_EQ(again.config, r.config);
+}
+
+TEST(Loader, MembershipCryptoCanBeTurnedOffAndSurvivesTheCanonicalForm) {
+  LoadResult r = loadText(std::string(kCluster) + "  membership: {token: 1s, crypto: false}\n");
+  ASSERT_TRUE(r.ok()) << errorLines(r);
+  EXPECT_EQ(r.config.cluster->membership.token, 1s);
+  EXPECT_FALSE(r.config.cluster->membership.crypto);
+  const std::string yaml = toYaml(toDocuments(r.config));
+  EXPECT_NE(yaml.find("crypto: false"), std::string::npos) << yaml;
+  LoadResult again = loadText(yaml, "canonical.yaml");
+  ASSERT_TRUE(again.ok()) << errorLines(again) << yaml;
+  EXPECT_EQ(again.config, r.config);
+
+  LoadResult bad = loadText(std::string(kCluster) + "  membership: {crypto: maybe}\n");
+  EXPECT_TRUE(hasError(bad, 12, 24, "expected true or false")) << errorLines(bad);
 }
 
 TEST(Loader, ReportsEveryErrorWithItsLineAndColumn) {
@@ -160,6 +176,7 @@ TEST(Loader, FillsDefaultsTheOperatorLeftOut) {
   ASSERT_TRUE(r.ok()) << errorLines(r);
   const auto& c = *r.config.cluster;
   EXPECT_EQ(c.membership.amfdRestartGrace, 10s);
+  EXPECT_TRUE(c.membership.crypto);
   EXPECT_EQ(c.fencing.mode, model::FencingMode::kSelf);
   EXPECT_EQ(c.escalation.suFailoverMax, 2);
   const auto& sg = r.config.serviceGroups.at(0);

@@ -107,7 +107,7 @@ class SimNetwork {
 class SimFenceAgent : public FenceAgent {
  public:
   SimFenceAgent(Scheduler& scheduler, Duration delay, std::function<bool(const std::string& node)> powerOff);
-  void fence(const std::string& node, std::function<void(bool ok, std::string message)> done) override;
+  void fence(const std::string& node, const FenceMethod& method, Done done) override;
 
  private:
   Scheduler& scheduler_;

@@ -47,6 +47,7 @@ struct MembershipSpec {
   Duration amfdRestartGrace{10000};  // a node manager that died may come back within this without effect
   bool twoNode = false;              // votequorum two_node
   bool waitForAll = false;           // votequorum wait_for_all
+  bool crypto = true;                // Corosync knet encryption and authentication with the cluster's authkey
   bool operator==(const MembershipSpec&) const = default;
 };
 

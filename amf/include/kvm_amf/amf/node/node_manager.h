@@ -16,9 +16,22 @@
 #include "kvm_amf/amf/engine/engine.h"
 #include "kvm_amf/amf/engine/messages.h"
 #include "kvm_amf/amf/node/local_agent.h"
+#include "kvm_amf/amf/node/state_store.h"
 #include "kvm_amf/cluster/group.h"
 
 namespace kvm_amf::node {
+
+// What a node manager lets its owner watch (journals, the event stream, metrics). Called on the
+// loop thread, after the fact; an observer must not call back into the node manager.
+class NodeObserver {
+ public:
+  virtual ~NodeObserver() = default;
+  virtual void onView(const engine::View& /*view*/) {}
+  // A report, or a decision that counted, has been applied to the state.
+  virtual void onApplied(const engine::Envelope& /*message*/, const engine::ClusterState& /*state*/) {}
+  // A state transfer ended: the state is the group's.
+  virtual void onSynced(const engine::ClusterState& /*state*/) {}
+};
 
 struct NodeManagerDeps {
   Scheduler* scheduler = nullptr;
@@ -26,6 +39,11 @@ struct NodeManagerDeps {
   cluster::FenceAgent* fence = nullptr;
   vmm::Hypervisor* hypervisor = nullptr;
   vmm::GuestChannel* guests = nullptr;
+  // Optional: where the state is kept across restarts. With a store, every change is saved and
+  // an operator's command is answered only once the state holding its outcome is on this host's
+  // disk.
+  StateStore* store = nullptr;
+  NodeObserver* observer = nullptr;  // optional
 };
 
 class NodeManager : public cluster::GroupListener {
@@ -63,6 +81,8 @@ class NodeManager : public cluster::GroupListener {
   void adopt(const engine::StateSnapshot& snapshot);
   void apply(const engine::Envelope& message);
   void maybeDecide();
+  void stateChanged();  // schedules one save for the changes of this turn
+  void persist();
 
   std::string name_;
   NodeManagerDeps deps_;
@@ -79,7 +99,9 @@ class NodeManager : public cluster::GroupListener {
   std::uint64_t nextAdminId_ = 1;
   std::map<std::uint64_t, AdminDone> adminWaiting_;
   std::uint64_t malformed_ = 0;
-  engine::KnownConfiguration known_;  // this node's configuration, to decode snapshots cheaply
+  bool persistScheduled_ = false;
+  std::vector<std::function<void()>> pendingAcks_;  // answers waiting for the next save
+  engine::KnownConfiguration known_;                // this node's configuration, to decode snapshots cheaply
   std::unique_ptr<LocalAgent> agent_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

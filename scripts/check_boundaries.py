@@ -20,7 +20,7 @@ SKIP_DIRS = {".git", "node_modules"}
 # (what, include pattern, folders allowed to include it)
 INCLUDE_RULES = [
     ("libvirt", re.compile(r'#\s*include\s*[<"]libvirt/'), ("vmm-adapter/libvirt/", "tests/vmm-adapter/libvirt/")),
-    ("Corosync", re.compile(r'#\s*include\s*[<"](corosync/|qb/)'), ("cluster/corosync/", "tests/cluster/corosync/")),
+    ("Corosync", re.compile(r'#\s*include\s*[<"](corosync/|qb/)'), ("cluster/corosync/", "tests/cluster/corosync/", "bench/corosync/")),
     ("ZeroMQ", re.compile(r'#\s*include\s*[<"]zmq(\.h|\.hpp|_addon\.hpp)[>"]'), ("admin/", "tests/admin/")),
     ("yaml-cpp", re.compile(r'#\s*include\s*[<"]yaml-cpp/'), ("amf/config/", "tests/amf/config/")),
     ("libyaml", re.compile(r'#\s*include\s*<yaml\.h>'), ("amf/config/", "tests/amf/config/")),

@@ -741,25 +741,32 @@ void read(const Value& in, S& out) {
   fields.done();
 }
 
-// A first pass over untrusted CBOR that builds nothing: it refuses nesting, strings and containers
-// beyond the bounds before nlohmann's recursive parser descends into them or a DOM is allocated.
+// The parse of untrusted CBOR: refuses nesting, strings and containers beyond the bounds before
+// nlohmann's recursive parser descends into them, and builds the DOM of what passes, in one pass.
 class BoundsCheck final : public nlohmann::json_sax<Json> {
  public:
+  explicit BoundsCheck(Json& root) : dom_(root, /*allow_exceptions=*/false) {}
   // Why the input was refused; meaningful after sax_parse returned false.
   const std::string& problem() const { return problem_; }
 
-  bool null() override { return item(); }
-  bool boolean(bool) override { return item(); }
-  bool number_integer(number_integer_t) override { return item(); }
-  bool number_unsigned(number_unsigned_t) override { return item(); }
-  bool number_float(number_float_t, const string_t&) override { return item(); }
-  bool string(string_t& value) override { return item() && shortEnough(value.size(), "a string"); }
-  bool binary(binary_t& value) override { return item() && shortEnough(value.size(), "a byte string"); }
-  bool start_object(std::size_t size) override { return item() && open(size, true); }
-  bool key(string_t& value) override { return counted() && shortEnough(value.size(), "a map key"); }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t size) override { return item() && open(size, false); }
-  bool end_array() override { return close(); }
+  bool null() override { return item() && dom_.null(); }
+  bool boolean(bool value) override { return item() && dom_.boolean(value); }
+  bool number_integer(number_integer_t value) override { return item() && dom_.number_integer(value); }
+  bool number_unsigned(number_unsigned_t value) override { return item() && dom_.number_unsigned(value); }
+  bool number_float(number_float_t value, const string_t& text) override {
+    return item() && dom_.number_float(value, text);
+  }
+  bool string(string_t& value) override {
+    return item() && shortEnough(value.size(), "a string") && dom_.string(value);
+  }
+  bool binary(binary_t& value) override {
+    return item() && shortEnough(value.size(), "a byte string") && dom_.binary(value);
+  }
+  bool start_object(std::size_t size) override { return item() && open(size, true) && dom_.start_object(size); }
+  bool key(string_t& value) override { return counted() && shortEnough(value.size(), "a map key") && dom_.key(value); }
+  bool end_object() override { return close() && dom_.end_object(); }
+  bool start_array(std::size_t size) override { return item() && open(size, false) && dom_.start_array(size); }
+  bool end_array() override { return close() && dom_.end_array(); }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& error) override {
     return refuse(std::string("not a valid CBOR message: ") + error.what());
   }
@@ -800,6 +807,7 @@ class BoundsCheck final : public nlohmann::json_sax<Json> {
     return true;
   }
 
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
   std::vector<Container> open_;
   std::string problem_;
 };
@@ -810,11 +818,11 @@ Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) 
     throw DecodeError{"a message of " + std::to_string(bytes.size()) + " bytes; the limit is " +
                       std::to_string(kMaxMessageBytes)};
   }
-  BoundsCheck bounds;
+  Json root;
+  BoundsCheck bounds(root);
   if (!Json::sax_parse(bytes.begin(), bytes.end(), &bounds, nlohmann::json::input_format_t::cbor, /*strict=*/true)) {
     throw DecodeError{bounds.problem().empty() ? std::string("not a valid CBOR message") : bounds.problem()};
   }
-  const Json root = Json::from_cbor(bytes.begin(), bytes.end(), /*strict=*/true, /*allow_exceptions=*/false);
   if (root.is_discarded()) throw DecodeError{"not a valid CBOR message"};
 
   const Value message{root, "", known};

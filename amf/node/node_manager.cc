@@ -29,7 +29,10 @@ NodeManager::NodeManager(std::string nodeName, NodeManagerDeps deps, std::option
 }
 
 NodeManager::~NodeManager() {
-  if (persistScheduled_) persist();  // the store writes it before it goes
+  if (dirty_ && deps_.store) {
+    saving_ = false;
+    persist();  // the store writes it before it goes
+  }
   *alive_ = false;
   if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
 }
@@ -177,7 +180,11 @@ void NodeManager::apply(const engine::Envelope& message) {
 }
 
 void NodeManager::stateChanged() {
-  if (!deps_.store || persistScheduled_) return;
+  if (!deps_.store) return;
+  dirty_ = true;
+  // One save at a time: changes made while one is being written go into the next, so a stream of
+  // messages costs one encoding per disk write, not one per message.
+  if (persistScheduled_ || saving_) return;
   persistScheduled_ = true;
   deps_.scheduler->after(Duration(0), [this, alive = alive_] {
     if (!*alive) return;
@@ -187,13 +194,17 @@ void NodeManager::stateChanged() {
 }
 
 void NodeManager::persist() {
-  if (!state_) return;
+  if (!state_ || !dirty_) return;
+  dirty_ = false;
+  saving_ = true;
   std::vector<std::function<void()>> acks = std::move(pendingAcks_);
   pendingAcks_.clear();
   // An answer goes out even if this host's disk failed: the outcome is in every member's state.
-  deps_.store->save(encodeState(*state_), [alive = alive_, acks = std::move(acks)](bool) {
+  deps_.store->save(encodeState(*state_), [this, alive = alive_, acks = std::move(acks)](bool) {
     if (!*alive) return;
+    saving_ = false;
     for (const auto& ack : acks) ack();
+    if (dirty_) persist();
   });
 }
 

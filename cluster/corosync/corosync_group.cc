@@ -258,7 +258,12 @@ void CorosyncGroup::flush() {
 void CorosyncGroup::onReadable() {
   if (broken_) return;
   const cs_error_t error = cpg_dispatch(cpg_, CS_DISPATCH_ALL);
-  if (error != CS_OK && error != CS_ERR_TRY_AGAIN) lost(csError("cpg_dispatch", error));
+  if (error != CS_OK && error != CS_ERR_TRY_AGAIN) {
+    lost(csError("cpg_dispatch", error));
+    return;
+  }
+  // Deliveries mean Corosync's queue moved: send what flow control held back.
+  if (!outbox_.empty()) flush();
 }
 
 void CorosyncGroup::lost(const std::string& why) {

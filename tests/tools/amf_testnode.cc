@@ -10,6 +10,8 @@
 // DIR/status    the current view and state (JSON), rewritten every 100 ms
 // DIR/control   FIFO; lines: "admin WORDS", "burst N WORDS" (N commands at once), "stream N WORDS"
 //               (N commands one after the other, each sent when the previous one is answered),
+//               "bench-expect N" (count N benchmark decisions, then journal "bench" with the rate),
+//               "bench N SIZE" (the director multicasts N decisions of about SIZE bytes at once),
 //               "quit"
 #include <fcntl.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "kvm_amf/amf/config/loader.h"
+#include "kvm_amf/amf/engine/codec.h"
 #include "kvm_amf/amf/engine/engine.h"
 #include "kvm_amf/amf/node/disk_state_store.h"
 #include "kvm_amf/amf/node/node_manager.h"
@@ -37,6 +40,9 @@ namespace kvm_amf {
 namespace {
 
 using nlohmann::json;
+
+// Benchmark decisions answer admin requests nobody sent: ids from here on.
+constexpr std::uint64_t kBenchId = std::uint64_t{1} << 60;
 
 class Journal : public node::NodeObserver, public vmm::SimTruthObserver {
  public:
@@ -60,10 +66,21 @@ class Journal : public node::NodeObserver, public vmm::SimTruthObserver {
            {"quorate", view.quorate},
            {"director", engine::directorOf(view)}});
   }
+  // Counts benchmark decisions; journals "bench" once `expected` have been applied.
+  void expectBench(long expected) {
+    benchExpected_ = expected;
+    benchCount_ = 0;
+  }
+
   void onApplied(const engine::Envelope& message, const engine::ClusterState& state) override {
     std::visit(
         Overloaded{
             [&](const engine::Decision& d) {
+              const auto* reply = d.actions.empty() ? nullptr : std::get_if<engine::AdminReply>(&d.actions[0]);
+              if (reply && reply->id >= kBenchId) {
+                countBench();
+                return;
+              }
               json actions = json::array();
               for (const auto& action : d.actions) actions.push_back(engine::describe(action));
               write({{"ev", "decision"}, {"seq", state.decisions}, {"director", d.director}, {"actions", actions}});
@@ -88,8 +105,22 @@ class Journal : public node::NodeObserver, public vmm::SimTruthObserver {
   void onGuestHung(const std::string&, const std::string&, bool) override {}
 
  private:
+  void countBench() {
+    const auto now = std::chrono::steady_clock::now();
+    if (benchCount_++ == 0) benchFirst_ = now;
+    if (benchCount_ != benchExpected_) return;
+    const double seconds = std::chrono::duration<double>(now - benchFirst_).count();
+    write({{"ev", "bench"},
+           {"count", benchCount_},
+           {"seconds", seconds},
+           {"per_second", seconds > 0 ? static_cast<double>(benchCount_ - 1) / seconds : 0.0}});
+  }
+
   Scheduler& clock_;
   int fd_ = -1;
+  long benchExpected_ = 0;
+  long benchCount_ = 0;
+  std::chrono::steady_clock::time_point benchFirst_;
 };
 
 json statusOf(const node::NodeManager& manager, const cluster::CorosyncGroup& group,
@@ -237,6 +268,19 @@ int run(int argc, char** argv) {
       if (line == "quit") {
         manager.stop();
         loop.stop();
+      } else if (line.rfind("bench-expect ", 0) == 0) {
+        journal.expectBench(std::atol(line.substr(13).c_str()));
+      } else if (line.rfind("bench ", 0) == 0) {
+        long count = 0;
+        std::size_t size = 0;
+        if (std::sscanf(line.c_str(), "bench %ld %zu", &count, &size) != 2 || !manager.isDirector()) continue;
+        for (long i = 0; i < count; ++i) {
+          engine::Decision decision{manager.view().self,
+                                    loop.now(),
+                                    {engine::AdminReply{kBenchId + static_cast<std::uint64_t>(i), manager.view().self,
+                                                        true, std::string(size, 'x')}}};
+          (void)group->multicast(engine::encode(engine::Envelope(std::move(decision))));
+        }
       } else if (line.rfind("admin ", 0) == 0) {
         submit(line.substr(6), 0);
       } else if (line.rfind("burst ", 0) == 0 || line.rfind("stream ", 0) == 0) {

@@ -50,9 +50,13 @@ def check_exactly_once(lab, hosts, since_seq=0):
                       "decision %d differs between hosts: %s / %s" % (entry["seq"], seen[entry["seq"]], key))
 
 
-def start_all(lab, hosts):
-    for i in hosts:
+def start_all(lab, hosts, order=None):
+    """Starts the node managers (in `order`: the first two decide the first placement) and waits
+    until they agree and every SI is served."""
+    for i in order or hosts:
         lab.start_node(i)
+        if order:
+            time.sleep(0.5)
     lab.wait_synced(hosts)
     return lab.wait_settled(hosts)
 
@@ -206,13 +210,35 @@ def case_membership(lab):
     check_exactly_once(lab, [1, 3])
 
 
+VM_OF = {"pair-a": "pair-a-vm", "pair-b": "pair-b-vm", "solo-1": "solo-vm"}
+
+
 def case_partition(lab):
-    """A 2/1 split: only the majority decides; after the heal the minority takes its state."""
-    start_all(lab, [1, 2, 3])
+    """A 2/1 split: only the majority decides; the minority stops its VMs by itself (fencing mode
+    self) within its bound, and the majority recovers them only after that bound; after the heal
+    the minority takes the majority's state."""
+    before = start_all(lab, [1, 2, 3], order=[3, 2, 1])
+    on3 = [su for su, host in before["sus"].items() if host == "node3"]
+    check(on3, "node3 should run solo-1 (its first choice): %s" % before["sus"])
+    split = now_ms()
     lab.partition(3)
     lab.wait("the split seen on both sides",
              lambda: lab.status(3).get("hosts") == [3] and lab.status(1).get("hosts") == [1, 2])
     check(not lab.status(3).get("quorate") and lab.status(3).get("director") == 0, "the minority must not direct")
+    for su in on3:
+        vm = VM_OF[su]
+        stopped = lab.wait("node3 stops %s by itself" % vm,
+                           lambda v=vm: next((e["t"] for e in lab.journal(3, "vm")
+                                              if e["vm"] == v and not e["running"] and e["t"] >= split), None), timeout=10)
+        check(stopped - split <= 2000 + 1000, "%s stopped %d ms after the split; the bound is 2000 ms + detection" %
+              (vm, stopped - split))
+        restarted = lab.wait("the majority recovers " + su,
+                             lambda u=su: next((d["t"] for d in lab.journal(1, "decision") if d["t"] >= split and
+                                                any(a.startswith("start su/%s on" % u) for a in d["actions"])), None),
+                             timeout=20)
+        check(restarted >= stopped and restarted - split >= 2500,
+              "%s restarted at +%d ms, before node3's bound (+2500 ms) or its stop (+%d ms)" %
+              (su, restarted - split, stopped - split))
     minority_before = lab.status(3).get("decisions")
     lab.admin(1, "lock su/pair-b")
     lab.wait("the majority locks pair-b",
@@ -295,20 +321,22 @@ def case_fence_agent(lab):
     """fencing.mode agent: while the command fails nothing is recovered and the alarm shows; once it
     succeeds, recovery follows."""
     before = start_all(lab, [1, 2, 3])
-    check(before["sus"]["solo-1"] == "node3", "solo-1 should start on node3: %s" % before["sus"])
-    lab.kill_corosync(3)
+    victim = int(before["sus"]["solo-1"][len("node"):])
+    survivor = 1 if victim != 1 else 2
+    name = "node%d" % victim
+    lab.kill_corosync(victim)
     lab.wait("a fence attempt failed and the alarm is raised",
-             lambda: lab.status(1).get("nodes", {}).get("node3", {}).get("alarm"), timeout=20)
+             lambda: lab.status(survivor).get("nodes", {}).get(name, {}).get("alarm"), timeout=20)
     time.sleep(2)
-    s = lab.status(1)
-    check(s["sus"]["solo-1"] == "node3" and s["sis"]["solo-si"] in ({}, {"solo-1": "active"}),
-          "solo-1 recovered before node3 was fenced: %s" % s)
+    s = lab.status(survivor)
+    check(s["sus"]["solo-1"] == name and s["sis"]["solo-si"] in ({}, {"solo-1": "active"}),
+          "solo-1 recovered before %s was fenced: %s" % (name, s))
     open(os.path.join(lab.dir, "fence-ok"), "w").close()
     lab.wait("solo-1 recovered on another host after the fence",
-             lambda: lab.status(1).get("sus", {}).get("solo-1") in ("node1", "node2")
-             and lab.status(1).get("sis", {}).get("solo-si", {}).get("solo-1") == "active", timeout=30)
-    check(os.path.exists(os.path.join(lab.dir, "fenced-node3")), "the fence command did not run with {node}")
-    check(not lab.status(1)["nodes"]["node3"]["alarm"], "the alarm stays after a successful fence")
+             lambda: lab.status(survivor).get("sus", {}).get("solo-1") not in (name, None, "")
+             and lab.status(survivor).get("sis", {}).get("solo-si", {}).get("solo-1") == "active", timeout=30)
+    check(os.path.exists(os.path.join(lab.dir, "fenced-" + name)), "the fence command did not run with {node}")
+    check(not lab.status(survivor)["nodes"][name]["alarm"], "the alarm stays after a successful fence")
 
 
 CASES = {

@@ -68,7 +68,11 @@ class Lab:
         self.token = token
         self.fencing = fencing
         self._hosts("down")
-        self._hosts("up", str(hosts), "--token", str(token))
+        try:
+            self._hosts("up", str(hosts), "--token", str(token))
+        except Exception:
+            self._hosts("down", check=False)
+            raise
         with open(os.path.join(self.dir, "cluster.yaml")) as f:
             cluster = f.read()
         # The nodes' configuration: the lab's hosts, with capacity, a node group and this test's fencing.

@@ -100,6 +100,8 @@ class NodeManager : public cluster::GroupListener {
   std::map<std::uint64_t, AdminDone> adminWaiting_;
   std::uint64_t malformed_ = 0;
   bool persistScheduled_ = false;
+  bool saving_ = false;                             // a save is being written
+  bool dirty_ = false;                              // the state changed since the last save began
   std::vector<std::function<void()>> pendingAcks_;  // answers waiting for the next save
   engine::KnownConfiguration known_;                // this node's configuration, to decode snapshots cheaply
   std::unique_ptr<LocalAgent> agent_;

@@ -35,6 +35,7 @@ NodeManager::~NodeManager() {
   }
   *alive_ = false;
   if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
+  if (startupFenceTimer_) deps_.scheduler->cancel(*startupFenceTimer_);
 }
 
 Status NodeManager::start() { return deps_.group->join(this); }
@@ -69,8 +70,24 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   if (first) justJoined_ = true;
   if (first || !change.joined.empty()) startSync();
   if (deps_.observer) deps_.observer->onView(view_);
-  if (!change.quorate && state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf) {
-    agent_->selfFence();
+  if (change.quorate) {
+    everQuorate_ = true;
+    if (startupFenceTimer_) deps_.scheduler->cancel(*startupFenceTimer_);
+    startupFenceTimer_.reset();
+  } else if (state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf) {
+    if (everQuorate_) {
+      agent_->selfFence();  // quorum lost: the quorate side recovers these VMs after the bound
+    } else if (!startupFenceTimer_) {
+      // Started without quorum (a whole cluster starting, or this host cut off): give the cluster
+      // the self-fencing timeout to form, so that VMs that ran on through a restart of the whole
+      // cluster are kept, then stop them if quorum has not come.
+      startupFenceTimer_ =
+          deps_.scheduler->after(state_->config->cluster->fencing.self.timeout, [this, alive = alive_] {
+            if (!*alive) return;
+            startupFenceTimer_.reset();
+            if (!view_.quorate) agent_->selfFence();
+          });
+    }
   }
   maybeDecide();
 }

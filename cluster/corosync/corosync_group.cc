@@ -79,8 +79,10 @@ struct CorosyncGroup::Access {
 
   static void deliver(cpg_handle_t handle, const cpg_name*, uint32_t nodeid, uint32_t, void* message, size_t length) {
     CorosyncGroup* group = of(handle);
-    if (!group || !group->inView_ || !group->listener_) return;
-    group->listener_->onDeliver(static_cast<int>(nodeid), std::string(static_cast<const char*>(message), length));
+    if (!group) return;
+    group->inOrder([group, nodeid, payload = std::string(static_cast<const char*>(message), length)] {
+      if (group->inView_ && group->listener_) group->listener_->onDeliver(static_cast<int>(nodeid), payload);
+    });
   }
 
   static void confChange(cpg_handle_t handle, const cpg_name*, const cpg_address* members, size_t memberCount,
@@ -97,22 +99,11 @@ struct CorosyncGroup::Access {
       }
     }
     if (!self) return;  // a change before our own join took effect
-    const std::set<int> before = group->inView_ ? group->members_ : std::set<int>{};
-    std::vector<int> joined;
-    for (int id : now) {
-      if (!before.contains(id)) joined.push_back(id);
-    }
     std::vector<std::pair<int, LeaveReason>> gone;
-    std::set<int> hostsDown;
-    for (size_t i = 0; i < leftCount; ++i) {
-      const int id = static_cast<int>(left[i].nodeid);
-      if (left[i].reason == CPG_REASON_NODEDOWN) hostsDown.insert(id);
-      if (!now.contains(id) && before.contains(id) &&
-          std::none_of(gone.begin(), gone.end(), [id](const auto& entry) { return entry.first == id; })) {
-        gone.emplace_back(id, leaveReason(left[i].reason));
-      }
-    }
-    group->onConfChange(std::move(now), std::move(joined), std::move(gone), hostsDown);
+    for (size_t i = 0; i < leftCount; ++i)
+      gone.emplace_back(static_cast<int>(left[i].nodeid), leaveReason(left[i].reason));
+    group->inOrder(
+        [group, now = std::move(now), gone = std::move(gone)]() mutable { group->onConfChange(std::move(now), gone); });
   }
 
   static void totemChange(cpg_handle_t handle, cpg_ring_id, uint32_t count, const uint32_t* members) {
@@ -189,6 +180,8 @@ void CorosyncGroup::close() {
   cpg_ = 0;
   votequorum_ = 0;
   broken_ = false;
+  ringKnown_ = false;
+  held_.clear();
   inView_ = false;
   outbox_.clear();
   if (retryTimer_) loop_.cancel(*retryTimer_);
@@ -312,8 +305,20 @@ void CorosyncGroup::scheduleReconnect() {
   });
 }
 
-void CorosyncGroup::onConfChange(std::set<int> members, std::vector<int> joined,
-                                 std::vector<std::pair<int, LeaveReason>> left, const std::set<int>& hostsDown) {
+void CorosyncGroup::onConfChange(std::set<int> members, const std::vector<std::pair<int, LeaveReason>>& departed) {
+  const std::set<int> before = inView_ ? members_ : std::set<int>{};
+  std::vector<int> joined;
+  for (int id : members) {
+    if (!before.contains(id)) joined.push_back(id);
+  }
+  std::vector<std::pair<int, LeaveReason>> left;
+  std::set<int> hostsDown;
+  for (const auto& [id, reason] : departed) {
+    if (reason == LeaveReason::kHostLeft) hostsDown.insert(id);
+    const bool listed =
+        std::any_of(left.begin(), left.end(), [id = id](const auto& entry) { return entry.first == id; });
+    if (!members.contains(id) && before.contains(id) && !listed) left.emplace_back(id, reason);
+  }
   inView_ = true;
   members_ = members;
   std::set<int> hosts;
@@ -330,8 +335,24 @@ void CorosyncGroup::onConfChange(std::set<int> members, std::vector<int> joined,
   emit(std::move(view));
 }
 
+void CorosyncGroup::inOrder(std::function<void()> callback) {
+  if (ringKnown_) {
+    callback();
+  } else {
+    held_.push_back(std::move(callback));
+  }
+}
+
 void CorosyncGroup::onRing(std::set<int> ring) {
   ring_ = std::move(ring);
+  if (!ringKnown_) {
+    ringKnown_ = true;
+    while (!held_.empty()) {
+      std::function<void()> callback = std::move(held_.front());
+      held_.pop_front();
+      callback();
+    }
+  }
   if (!inView_ || !joined_) return;
   std::set<int> hosts = ring_;
   hosts.insert(members_.begin(), members_.end());

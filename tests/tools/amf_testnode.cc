@@ -3,7 +3,7 @@
 // and benchmarks run one per lab host; it writes what it sees to a journal (JSON lines) and a
 // status file, and takes commands from a FIFO.
 //
-//   amf-testnode --name NODE --config FILE... --dir DIR [--vm-start MS]
+//   amf-testnode --name NODE --config FILE... --dir DIR [--vm-start MS] [--vm-dir DIR]
 //
 // DIR/state     the state store
 // DIR/journal   one JSON object a line: view, synced, decision, report, reply, vm, state-refused
@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "file_host.h"
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/amf/engine/codec.h"
 #include "kvm_amf/amf/engine/engine.h"
@@ -181,6 +182,8 @@ int run(int argc, char** argv) {
   app.add_option("--config", configs)->required();
   app.add_option("--dir", dir)->required();
   app.add_option("--vm-start", vmStartMs);
+  std::string vmDir;
+  app.add_option("--vm-dir", vmDir, "keep VMs as files here (they survive this process)");
   CLI11_PARSE(app, argc, argv);
 
   Result<std::unique_ptr<EventLoop>> created = EventLoop::create();
@@ -227,11 +230,28 @@ int run(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 
-  vmm::SimHost host(name, loop, vmm::SimHostTiming{Duration(vmStartMs), Duration(100), Duration(5)}, journal,
-                    [](std::uint64_t bound) { return bound ? static_cast<std::uint64_t>(std::rand()) % bound : 0; });
+  // VMs: files in --vm-dir (they outlive this process, as libvirt's do), or simulated in memory.
+  std::unique_ptr<vmm::SimHost> simHost;
+  std::unique_ptr<testing::FileHost> fileHost;
+  vmm::Hypervisor* hypervisor = nullptr;
+  vmm::GuestChannel* guests = nullptr;
+  if (vmDir.empty()) {
+    simHost = std::make_unique<vmm::SimHost>(
+        name, loop, vmm::SimHostTiming{Duration(vmStartMs), Duration(100), Duration(5)}, journal,
+        [](std::uint64_t bound) { return bound ? static_cast<std::uint64_t>(std::rand()) % bound : 0; });
+    hypervisor = simHost.get();
+    guests = simHost.get();
+  } else {
+    fileHost = std::make_unique<testing::FileHost>(vmDir, loop, Duration(vmStartMs),
+                                                   [&journal](const std::string& vm, bool running) {
+                                                     journal.write({{"ev", "vm"}, {"vm", vm}, {"running", running}});
+                                                   });
+    hypervisor = fileHost.get();
+    guests = fileHost.get();
+  }
   cluster::CommandFenceAgent fence(loop);
   node::DiskStateStore store(loop, dir + "/state");
-  node::NodeManagerDeps deps{&loop, group.get(), &fence, &host, &host, &store, &journal};
+  node::NodeManagerDeps deps{&loop, group.get(), &fence, hypervisor, guests, &store, &journal};
   node::NodeManager manager(name, deps, std::move(initial));
   if (Status status = manager.start(); !status.ok()) {
     std::fprintf(stderr, "amf-testnode: %s\n", status.error().message.c_str());

@@ -2,7 +2,7 @@
 """Node managers on real Corosync (three hosts in network namespaces, or one on loopback).
 
 Usage: cluster_test.py CASE    (root; AMF_TESTNODE and AMF_ADMIN name the binaries)
-Cases: loopback, membership, partition, old-state, director-killed, restart, fence-agent
+Cases: loopback, membership, partition, old-state, director-killed, restart, fence-agent, amfd-restart
 """
 import os
 import subprocess
@@ -301,6 +301,7 @@ def case_restart(lab):
     lab.wait("the lock", lambda: any(r["cmd"] == "lock su/pair-b" and r["ok"] for r in lab.journal(1, "reply")))
     lab.wait("pair-b out of service", lambda: "pair-b" not in lab.status(1).get("sis", {}).get("pair-si", {"pair-b": 1}))
     before = lab.wait_settled([1, 2, 3])
+    stopped = now_ms()
     for i in (1, 2, 3):
         lab.kill_node(i)
     for i in (1, 2, 3):
@@ -313,8 +314,10 @@ def case_restart(lab):
         loaded = lab.journal(i, "state-loaded")
         check(loaded and loaded[-1]["decisions"] >= before["decisions"], "host %d did not load its state" % i)
         check(loaded[-1]["sus"] == before["sus"], "host %d: placement not restored: %s" % (i, loaded[-1]["sus"]))
-    # The VMs died with the simulated hosts: they are started again; the lock is kept.
-    check("pair-b" not in after["sis"]["pair-si"], "the lock on pair-b was lost: %s" % after["sis"])
+    # The VMs kept running (only amfd and Corosync stopped): reattached, none started again.
+    check(after["sus"] == before["sus"] and after["sis"] == before["sis"],
+          "the cluster came back different: %s -> %s" % ((before["sus"], before["sis"]), (after["sus"], after["sis"])))
+    check(starts_since(lab, 1, stopped) == [], "VMs started again after the restart: %s" % starts_since(lab, 1, stopped))
 
 
 def case_fence_agent(lab):
@@ -339,6 +342,47 @@ def case_fence_agent(lab):
     check(not lab.status(survivor)["nodes"][name]["alarm"], "the alarm stays after a successful fence")
 
 
+def starts_since(lab, i, since):
+    """The SUs started by decisions host i applied since `since` (ms)."""
+    return [a for d in lab.journal(i, "decision") if d["t"] >= since for a in d["actions"] if a.startswith("start su/")]
+
+
+def case_amfd_restart(lab):
+    """The node manager of a host killed while its Corosync stays up: its VMs keep running; back
+    within the grace period it reattaches to them without restarting any; past the grace the host
+    is fenced and its service units recovered elsewhere."""
+    before = start_all(lab, [1, 2, 3], order=[3, 2, 1])
+    on3 = [su for su, host in before["sus"].items() if host == "node3"]
+    check(on3, "node3 should run solo-1 (its first choice): %s" % before["sus"])
+    vms = lab.vms(3)
+    stamps = {vm: open(os.path.join(lab.vm_dir(3), vm)).read() for vm in vms}
+    killed = now_ms()
+    lab.kill_node(3)
+    lab.wait("node3's node manager seen gone (grace period)",
+             lambda: lab.status(1).get("nodes", {}).get("node3", {}).get("status") == "amfd-down")
+    check(lab.vms(3) == vms, "node3's VMs stopped with its node manager: %s -> %s" % (vms, lab.vms(3)))
+    lab.start_node(3)
+    lab.wait_synced([1, 2, 3])
+    lab.wait("node3 up again", lambda: lab.status(1).get("nodes", {}).get("node3", {}).get("status") == "up")
+    lab.wait_settled([1, 2, 3])
+    check(now_ms() - killed < 3000, "the node manager took longer than the grace to come back; the test is void")
+    check(starts_since(lab, 1, killed) == [], "VMs restarted after a restart within the grace: %s" %
+          starts_since(lab, 1, killed))
+    check({vm: open(os.path.join(lab.vm_dir(3), vm)).read() for vm in lab.vms(3)} == stamps,
+          "node3's VMs were started again instead of reattached")
+    check(lab.status(1)["sus"] == before["sus"], "placement changed: %s -> %s" % (before["sus"], lab.status(1)["sus"]))
+
+    killed = now_ms()
+    lab.kill_node(3)
+    for su in on3:
+        lab.wait("%s recovered elsewhere after the grace and the fence" % su,
+                 lambda u=su: lab.status(1).get("sus", {}).get(u) in ("node1", "node2"), timeout=20)
+    fenced = os.path.getmtime(os.path.join(lab.dir, "fenced-node3")) * 1000
+    check(fenced - killed >= 3000, "node3 fenced %d ms after its node manager died, within the grace" % (fenced - killed))
+    check(lab.vms(3) == [], "node3 still runs VMs after it was fenced: %s" % lab.vms(3))
+    lab.wait_settled([1, 2])
+
+
 CASES = {
     "membership": case_membership,
     "partition": case_partition,
@@ -346,6 +390,7 @@ CASES = {
     "director-killed": case_director_killed,
     "restart": case_restart,
     "fence-agent": case_fence_agent,
+    "amfd-restart": case_amfd_restart,
 }
 
 
@@ -361,10 +406,14 @@ def main():
         case_loopback(testnode, admin)
     else:
         fencing = "mode: self"
-        if case == "fence-agent":
-            fencing = ("mode: agent\nagent:\n  command: test -e @LABDIR@/fence-ok && touch @LABDIR@/fenced-{node}\n"
-                       "  timeout: 2s\n  retryInterval: 500ms")
-        lab = Lab(3, testnode=testnode, admin=admin, fencing=fencing)
+        grace = 10000
+        if case in ("fence-agent", "amfd-restart"):
+            # Powers the host off: its VMs are gone. In fence-agent, only once fence-ok exists.
+            condition = "test -e @LABDIR@/fence-ok && " if case == "fence-agent" else ""
+            fencing = ("mode: agent\nagent:\n  command: %srm -rf @LABDIR@/vms-{node} && touch @LABDIR@/fenced-{node}\n"
+                       "  timeout: 2s\n  retryInterval: 500ms" % condition)
+            grace = 3000
+        lab = Lab(3, testnode=testnode, admin=admin, fencing=fencing, grace=grace)
         try:
             CASES[case](lab)
         finally:

@@ -1,7 +1,8 @@
 """A Corosync lab for tests and benchmarks: N hosts in network namespaces (scripts/lab/
 corosync-hosts.sh), each running amf-testnode (a node manager on the real group, simulated VMs).
 
-Every host I has DIR/nodeI/ with the node's journal (JSON lines), status (JSON) and control FIFO.
+Every host I has DIR/nodeI/ with the node's journal (JSON lines), status (JSON) and control FIFO,
+and DIR/vms-nodeI/ with its VMs (a file each).
 """
 import json
 import os
@@ -56,7 +57,7 @@ class Timeout(AssertionError):
 
 
 class Lab:
-    def __init__(self, hosts=3, token=300, fencing="mode: self", testnode=None, admin=None, prefix=None):
+    def __init__(self, hosts=3, token=300, fencing="mode: self", testnode=None, admin=None, prefix=None, grace=10000):
         self.n = hosts
         self.dir = tempfile.mkdtemp(prefix="amf-corosync-")
         self.prefix = prefix or "ac%d" % (os.getpid() % 10000)
@@ -84,7 +85,7 @@ class Lab:
             for line in nodes:
                 f.write(line[:-1] + ", capacity: {vcpus: 8, memory: 8Gi}}\n")
             f.write("  nodeGroups:\n    - {name: all, nodes: [%s]}\n" % ", ".join("node%d" % i for i in range(1, hosts + 1)))
-            f.write("  membership: {token: %dms}\n" % token)
+            f.write("  membership: {token: %dms, amfdRestartGrace: %dms}\n" % (token, grace))
             f.write("  fencing:\n" + "".join("    " + line + "\n" for line in fencing.splitlines()))
         self.groups = os.path.join(self.dir, "sgs.yaml")
         with open(self.groups, "w") as f:
@@ -134,6 +135,16 @@ class Lab:
     def node_dir(self, i):
         return os.path.join(self.dir, "node%d" % i)
 
+    def vm_dir(self, i):
+        """Host i's VMs: one file each (amf-testnode --vm-dir); they outlive its node manager."""
+        return os.path.join(self.dir, "vms-node%d" % i)
+
+    def vms(self, i):
+        try:
+            return sorted(os.listdir(self.vm_dir(i)))
+        except OSError:
+            return []
+
     def start_node(self, i, vm_start=300):
         assert i not in self.procs or self.procs[i].poll() is not None, "node %d already running" % i
         status = os.path.join(self.node_dir(i), "status")
@@ -142,7 +153,8 @@ class Lab:
         log = open(os.path.join(self.node_dir(i), "stderr"), "a")
         self.procs[i] = subprocess.Popen(
             ["bash", HOSTS_SCRIPT, "exec", self.dir, self.prefix, str(i), self.testnode, "--name", "node%d" % i,
-             "--config", self.config, "--config", self.groups, "--dir", self.node_dir(i), "--vm-start", str(vm_start)],
+             "--config", self.config, "--config", self.groups, "--dir", self.node_dir(i), "--vm-start", str(vm_start),
+             "--vm-dir", self.vm_dir(i)],
             stdout=log, stderr=log, env=self.env, start_new_session=True)
 
     def stop_node(self, i):

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,8 +71,11 @@ class CorosyncGroup : public GroupChannel {
   void disconnect();
   void scheduleReconnect();
   void flush();
-  void onConfChange(std::set<int> members, std::vector<int> joined, std::vector<std::pair<int, LeaveReason>> left,
-                    const std::set<int>& hostsDown);
+  // `departed`: the CPG left list (node id, reason), which may name processes of members.
+  void onConfChange(std::set<int> members, const std::vector<std::pair<int, LeaveReason>>& departed);
+  // Runs callback now, or, until this connection's first totem configuration has arrived, holds
+  // it (with every later one, in order): a view is never built without the ring.
+  void inOrder(std::function<void()> callback);
   void onRing(std::set<int> ring);
   void emit(ViewChange view);
   bool quorate(const std::set<int>& hosts);
@@ -85,10 +89,12 @@ class CorosyncGroup : public GroupChannel {
   int localNodeId_ = 0;
   std::map<int, std::string> nodeNames_;
   GroupListener* listener_ = nullptr;
-  bool joined_ = false;    // the listener wants to be in the group
-  bool inView_ = false;    // our join has been confirmed by a configuration change
-  std::set<int> members_;  // node ids in the group, as last delivered
-  std::set<int> ring_;     // the totem membership
+  bool joined_ = false;     // the listener wants to be in the group
+  bool inView_ = false;     // our join has been confirmed by a configuration change
+  std::set<int> members_;   // node ids in the group, as last delivered
+  std::set<int> ring_;      // the totem membership
+  bool ringKnown_ = false;  // this connection's first totem configuration has arrived
+  std::deque<std::function<void()>> held_;
   std::optional<ViewChange> last_;
   bool sawAllNodes_ = false;  // wait_for_all satisfied
   std::deque<std::string> outbox_;

@@ -48,7 +48,7 @@ void readClusterSpec(Fields& f, model::ClusterSpec& spec) {
   });
   f.object("membership", [&](Fields& m) {
     auto& s = spec.membership;
-    m.duration("token", s.token, milliseconds(10), seconds(60));
+    m.duration("token", s.token, milliseconds(200), seconds(60));
     m.duration("consensus", s.consensus, milliseconds(0), seconds(120));
     m.duration("amfdRestartGrace", s.amfdRestartGrace, milliseconds(0), hours(1));
     m.boolean("twoNode", s.twoNode);

@@ -164,6 +164,10 @@ void applyReport(ClusterState& state, const Report& report) {
             // fence: it is down (its VMs are known not to run) and comes up from there.
             if ((node.status == NodeStatus::kLost || node.status == NodeStatus::kFencing) && r.runningVms.empty()) {
               markDown(state, r.node);
+            } else if (node.status == NodeStatus::kLost) {
+              // Back before anyone fenced it (a membership flap, or no fencer): its node manager is
+              // in the group again and nothing of it was recovered (recovery waits for kDown).
+              node.status = NodeStatus::kUp;
             }
             // A node manager that restarted forgot the fence runs it had started: they are void.
             for (auto& [name, other] : state.nodes) {

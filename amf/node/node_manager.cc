@@ -35,7 +35,7 @@ NodeManager::~NodeManager() {
   }
   *alive_ = false;
   if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
-  if (startupFenceTimer_) deps_.scheduler->cancel(*startupFenceTimer_);
+  if (selfFenceTimer_) deps_.scheduler->cancel(*selfFenceTimer_);
 }
 
 Status NodeManager::start() { return deps_.group->join(this); }
@@ -72,22 +72,21 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   if (deps_.observer) deps_.observer->onView(view_);
   if (change.quorate) {
     everQuorate_ = true;
-    if (startupFenceTimer_) deps_.scheduler->cancel(*startupFenceTimer_);
-    startupFenceTimer_.reset();
-  } else if (state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf) {
-    if (everQuorate_) {
-      agent_->selfFence();  // quorum lost: the quorate side recovers these VMs after the bound
-    } else if (!startupFenceTimer_) {
-      // Started without quorum (a whole cluster starting, or this host cut off): give the cluster
-      // the self-fencing timeout to form, so that VMs that ran on through a restart of the whole
-      // cluster are kept, then stop them if quorum has not come.
-      startupFenceTimer_ =
-          deps_.scheduler->after(state_->config->cluster->fencing.self.timeout, [this, alive = alive_] {
-            if (!*alive) return;
-            startupFenceTimer_.reset();
-            if (!view_.quorate) agent_->selfFence();
-          });
-    }
+    if (selfFenceTimer_) deps_.scheduler->cancel(*selfFenceTimer_);
+    selfFenceTimer_.reset();
+  } else if (state_ && state_->config->cluster->fencing.mode == model::FencingMode::kSelf && !selfFenceTimer_) {
+    // Quorum lost: the quorate side recovers this host's VMs after self.timeout + margin, so they
+    // must be stopped within self.timeout. Waiting half of it first lets a membership flap (Corosync
+    // reforming its ring as a host joins can leave a member alone for some milliseconds) pass
+    // without stopping anything. Started without quorum (a whole cluster starting, or this host
+    // cut off): the cluster gets all of self.timeout to form, so that VMs that ran on through a
+    // restart of every node manager and Corosync are kept.
+    const Duration timeout = state_->config->cluster->fencing.self.timeout;
+    selfFenceTimer_ = deps_.scheduler->after(everQuorate_ ? timeout / 2 : timeout, [this, alive = alive_] {
+      if (!*alive) return;
+      selfFenceTimer_.reset();
+      if (!view_.quorate) agent_->selfFence();
+    });
   }
   maybeDecide();
 }

@@ -7,7 +7,8 @@
 
 Prints:
   - detection: from host 3's Corosync killed (SIGKILL), and from its link cut, to the director's
-    decision on the survivors that host 3 is lost (p50, max over the trials);
+    decision on the survivors that host 3 is lost (or down, when it ran nothing) (p50, max over
+    the trials);
   - replication: 1 KiB decisions per second applied by every node manager (encode, Corosync's
     agreed order, decode, apply, state saved), next to a bare libcpg client sending the same
     number of messages of the same size in the same lab.
@@ -35,7 +36,7 @@ def binary(env, default):
 
 def lost_decision_time(lab, host, node, since):
     for entry in lab.journal(host, "decision"):
-        if entry["t"] >= since and any(a.startswith("node %s lost" % node) for a in entry["actions"]):
+        if entry["t"] >= since and any(a.startswith(("node %s lost" % node, "node %s down" % node)) for a in entry["actions"]):
             return entry["t"]
     return None
 

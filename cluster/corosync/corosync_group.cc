@@ -186,6 +186,8 @@ void CorosyncGroup::close() {
   outbox_.clear();
   if (retryTimer_) loop_.cancel(*retryTimer_);
   retryTimer_.reset();
+  if (joinTimer_) loop_.cancel(*joinTimer_);
+  joinTimer_.reset();
 }
 
 Status CorosyncGroup::join(GroupListener* listener) {
@@ -200,11 +202,22 @@ Status CorosyncGroup::joinGroup() {
   if (options_.groupName.size() > CPG_MAX_NAME_LENGTH) return Error{"group name too long: " + options_.groupName};
   name.length = static_cast<uint32_t>(options_.groupName.size());
   std::memcpy(name.value, options_.groupName.data(), name.length);
-  cs_error_t error = CS_ERR_TRY_AGAIN;
-  // CPG answers "try again" while Corosync synchronises after a membership change.
-  for (int attempt = 0; attempt < 1000 && error == CS_ERR_TRY_AGAIN; ++attempt) error = cpg_join(cpg_, &name);
-  if (error != CS_OK)
+  const cs_error_t error = cpg_join(cpg_, &name);
+  if (error == CS_ERR_TRY_AGAIN) {
+    // Corosync is synchronising after a membership change: join a little later.
+    if (!joinTimer_) {
+      joinTimer_ = loop_.after(options_.retryInterval, [this] {
+        joinTimer_.reset();
+        if (!cpg_ || broken_ || !joined_) return;
+        Status status = joinGroup();
+        if (!status.ok()) lost(status.error().message);
+      });
+    }
+    return Status::success();
+  }
+  if (error != CS_OK) {
     return Error{"cannot join the CPG group " + options_.groupName + ": " + csError("cpg_join", error)};
+  }
   return Status::success();
 }
 

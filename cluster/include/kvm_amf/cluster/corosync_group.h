@@ -32,7 +32,7 @@ namespace kvm_amf::cluster {
 struct CorosyncGroupOptions {
   std::string groupName = "kvm-amf";
   Duration reconnectInterval{1000};
-  Duration retryInterval{2};  // resend after Corosync's flow control said "try again"
+  Duration retryInterval{2};  // send or join again after Corosync said "try again"
 };
 
 class CorosyncGroup : public GroupChannel {
@@ -98,7 +98,8 @@ class CorosyncGroup : public GroupChannel {
   std::optional<ViewChange> last_;
   bool sawAllNodes_ = false;  // wait_for_all satisfied
   std::deque<std::string> outbox_;
-  std::optional<TimerId> retryTimer_;
+  std::optional<TimerId> retryTimer_;  // sends held back by flow control
+  std::optional<TimerId> joinTimer_;   // a join Corosync asked to try again
   std::optional<TimerId> reconnectTimer_;
 };
 

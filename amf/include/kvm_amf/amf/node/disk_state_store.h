@@ -23,7 +23,8 @@ class DiskStateStore : public StateStore {
  public:
   // REQUIRES: loop outlives the store. The file's directory must exist.
   DiskStateStore(EventLoop& loop, std::string path);
-  // Waits for the save in progress and the one pending, so nothing given to save() is dropped.
+  // Waits for the save in progress and writes the one pending, so no state given to save() is
+  // lost; their durable callbacks no longer run.
   ~DiskStateStore() override;
 
   // Saves coalesce: while one write is in progress only the newest pending state is kept, and

@@ -96,8 +96,8 @@ class NodeManager : public cluster::GroupListener {
   std::deque<engine::Envelope> buffered_;  // reports and decisions delivered while synchronising
   bool decisionInFlight_ = false;
   std::optional<TimerId> wakeTimer_;
-  bool everQuorate_ = false;                  // this node manager has been in a quorate view
-  std::optional<TimerId> startupFenceTimer_;  // started without quorum: self-fence when it runs
+  bool everQuorate_ = false;               // this node manager has been in a quorate view
+  std::optional<TimerId> selfFenceTimer_;  // without quorum: self-fence when it runs
   std::uint64_t nextAdminId_ = 1;
   std::map<std::uint64_t, AdminDone> adminWaiting_;
   std::uint64_t malformed_ = 0;

@@ -48,6 +48,11 @@ void LocalAgent::onDecision(const engine::Decision& decision) {
                    [&](const engine::StartSu& a) {
                      if (a.node == node_) startUnit(a.su, 0);
                    },
+                   [&](const engine::SetNodeStatus& a) {
+                     // Marked lost or down while in the group (a membership flap raced with this
+                     // host's report): report in again, or the host would stay out for good.
+                     if (a.node == node_ && a.status != engine::NodeStatus::kUp) reportIn();
+                   },
                    [&](const engine::StopSu& a) {
                      for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
                    },
@@ -258,7 +263,11 @@ void LocalAgent::selfFence() {
     for (const auto& vm : running.value()) {
       if (!s->vms.contains(vm)) continue;
       guests_.unwatch(vm);
-      hypervisor_.destroy(vm, [](Status) {});
+      // Reported like a crash, for the state this host will hold next: a report taken before the
+      // stop (after a quick return of quorum) may still list the VM as running.
+      hypervisor_.destroy(vm, guarded([this, vm](Status status) {
+                            if (status.ok() && state()) onVmEvent(vm, vmm::VmEvent::kCrashed);
+                          }));
     }
   }));
 }

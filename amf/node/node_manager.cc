@@ -122,7 +122,11 @@ void NodeManager::onDeliver(int, const std::string& payload) {
 }
 
 void NodeManager::offer(const engine::StateOffer& o) {
-  if (!syncing_ || !view_.group.contains(o.node)) return;
+  if (!view_.group.contains(o.node)) return;
+  // Members need not see the same views while a host joins: Corosync can show the joining host
+  // one configuration where the others see two, so its offer counts in their first round and it
+  // never starts their second. An offer that finds this member out of a round starts one here.
+  if (!syncing_) startSync();
   offers_[o.node] = o;
   for (int member : view_.group) {
     if (!offers_.contains(member)) return;

@@ -44,9 +44,13 @@ def lost_decision_time(lab, host, node, since):
 def detection(lab, kind, trials):
     times = []
     for trial in range(trials):
-        lab.wait_synced([1, 2, 3])
+        # A host that rejoined can take a few ring reformations to settle: start from a membership
+        # that has not changed for 2 s.
+        lab.wait("three hosts, stable for 2 s",
+                 lambda: lab.status(1).get("hosts") == [1, 2, 3] and lab.status(1).get("members") == [1, 2, 3]
+                 and now_ms() - lab.journal(1, "view")[-1]["t"] > 2000 and lab.status(1).get("nodes", {}).get(
+                     "node3", {}).get("status") == "up", timeout=30)
         lab.wait_settled([1, 2, 3])
-        time.sleep(0.5)
         start = now_ms()
         if kind == "kill":
             lab.kill_corosync(3)
@@ -63,7 +67,21 @@ def detection(lab, kind, trials):
     return times
 
 
-def replication(lab, messages, size, cpg_plain):
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids(lab, testnode):
+    nodes = {}
+    for i in (1, 2, 3):
+        out = subprocess.run(["pgrep", "-f", "^%s --name node%d " % (testnode, i)], capture_output=True, text=True)
+        nodes[i] = int(out.stdout.split()[0])
+    corosyncs = {i: int(open(os.path.join(lab.dir, "host%d" % i, "corosync.pid")).read()) for i in (1, 2, 3)}
+    return nodes, corosyncs
+
+
+def replication(lab, messages, size, cpg_plain, testnode):
     # The bare client: one sender (host 1), three receivers, the same lab.
     procs = []
     for i in (1, 2, 3):
@@ -77,6 +95,9 @@ def replication(lab, messages, size, cpg_plain):
     plain = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
 
     lab.wait_settled([1, 2, 3])
+    nodes, corosyncs = pids(lab, testnode)
+    before = {("node", i): cpu_seconds(p) for i, p in nodes.items()}
+    before.update({("corosync", i): cpu_seconds(p) for i, p in corosyncs.items()})
     for i in (1, 2, 3):
         lab.control(i, "bench-expect %d" % messages)
     time.sleep(0.2)
@@ -84,7 +105,9 @@ def replication(lab, messages, size, cpg_plain):
     lab.wait("every node applied the benchmark decisions",
              lambda: all(lab.journal(i, "bench") for i in (1, 2, 3)), timeout=300)
     ours = [lab.journal(i, "bench")[-1] for i in (1, 2, 3)]
-    return plain, ours
+    cpu = {key: (cpu_seconds(nodes[key[1]] if key[0] == "node" else corosyncs[key[1]]) - value)
+           for key, value in before.items()}
+    return plain, ours, cpu
 
 
 def main():
@@ -108,7 +131,7 @@ def main():
             print("  %-26s p50 %4d ms   max %4d ms   min %4d ms" %
                   (label, statistics.median(times), max(times), min(times)))
         lab.wait_synced([1, 2, 3])
-        plain, ours = replication(lab, args.messages, args.size, cpg_plain)
+        plain, ours, cpu = replication(lab, args.messages, args.size, cpg_plain, testnode)
         plain_rate = min(p["per_second"] for p in plain)
         our_rate = min(o["per_second"] for o in ours)
         print("  per member: bare %s, node managers %s" % ([round(p["per_second"]) for p in plain], [round(o["per_second"]) for o in ours]))
@@ -116,6 +139,9 @@ def main():
         print("  bare libcpg client            %8.0f messages/s" % plain_rate)
         print("  node manager decisions        %8.0f decisions/s  (%.2f of the bare client)" %
               (our_rate, our_rate / plain_rate))
+        print("  CPU per decision: node managers %s us (director first), Corosyncs %s us" % (
+            [round(cpu[("node", i)] / args.messages * 1e6, 1) for i in (1, 2, 3)],
+            [round(cpu[("corosync", i)] / args.messages * 1e6, 1) for i in (1, 2, 3)]))
     finally:
         lab.cleanup()
 

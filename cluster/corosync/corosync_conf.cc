@@ -45,7 +45,7 @@ Error alreadyExists(const std::string& path) {
 // knet declares a link down when no pong arrives within ping_timeout, and then stops sending on it;
 // with one link that is a lost host for totem too. Corosync derives interval token/4 and timeout
 // token/2 from the token. That is fine for long tokens, but at the 300 ms we run with it gives a
-// 150 ms timeout, and measured on the lab machines (notes/lab-facts.md 6.3) ping replies then miss
+// 150 ms timeout, and measured on the lab machines, ping replies then miss
 // it often enough for 27 spurious membership changes a minute on an idle cluster. Floors of 200 ms
 // interval and 1000 ms timeout removed them (0 changes in 60 s idle and with both cores busy), and
 // the membership change after a death or cut still takes token + consensus (0.62-0.67 s), because

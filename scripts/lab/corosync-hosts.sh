@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab's hosts with Corosync: one network namespace per host, all joined by a bridge in a hub
-# namespace, each host running its own corosync with a private /run (notes/lab-facts.md section 6).
+# namespace, each host running its own corosync with a private /run; see docs/membership.md.
 # Used by tests and by the lab tool. Needs root, iproute2, util-linux (unshare), nftables, corosync.
 #
 #   corosync-hosts.sh up DIR PREFIX N [--token MS] [--no-crypto] [--subnet A.B.C] [--wait SEC]
@@ -235,7 +235,7 @@ cmd_down() {
       fi
       sleep 0.05
     done
-    # They are orphans, and this machine's PID 1 reaps about a second late (lab-facts 10.3): wait up to
+    # They are orphans, and this machine's PID 1 reaps about a second late: wait up to
     # 3 s for that too, so that no corosync, not even a zombie, is listed once down returns.
     local until=$(($(date +%s%N) / 1000000 + 3000)) any
     while (($(date +%s%N) / 1000000 < until)); do

@@ -109,7 +109,7 @@ TEST(CorosyncConf, ConsensusIsGivenOrRoundedFromTheToken) {
 }
 
 TEST(CorosyncConf, KnetPingTimersFollowTheToken) {
-  EXPECT_EQ(knetPingTimers(300ms).interval, 200ms);  // measured: lab-facts 6.3
+  EXPECT_EQ(knetPingTimers(300ms).interval, 200ms);  // the profile found stable here (docs/membership.md)
   EXPECT_EQ(knetPingTimers(300ms).timeout, 1000ms);
   EXPECT_EQ(knetPingTimers(1000ms).interval, 250ms);
   EXPECT_EQ(knetPingTimers(1000ms).timeout, 1000ms);

@@ -249,6 +249,13 @@ int run(int argc, char** argv) {
     hypervisor = fileHost.get();
     guests = fileHost.get();
   }
+  // Corosync knows this host by its node id; the configuration must call it by the same name.
+  if (auto named = group->nodeNames().find(group->localNodeId());
+      named != group->nodeNames().end() && named->second != name) {
+    std::fprintf(stderr, "amf-testnode: Corosync calls this host %s (node id %d), not %s\n", named->second.c_str(),
+                 group->localNodeId(), name.c_str());
+    return 64;
+  }
   cluster::CommandFenceAgent fence(loop);
   node::DiskStateStore store(loop, dir + "/state");
   node::NodeManagerDeps deps{&loop, group.get(), &fence, hypervisor, guests, &store, &journal};

@@ -247,12 +247,16 @@ constexpr auto fieldsOf(Of<Decision>) {
                     field("actions", &Decision::actions)};
 }
 constexpr auto fieldsOf(Of<StateOffer>) {
-  return std::tuple{field("node", &StateOffer::node), field("hasState", &StateOffer::hasState),
-                    field("generation", &StateOffer::generation), field("decisions", &StateOffer::decisions),
-                    field("applied", &StateOffer::applied)};
+  return std::tuple{field("node", &StateOffer::node),
+                    field("hasState", &StateOffer::hasState),
+                    field("generation", &StateOffer::generation),
+                    field("decisions", &StateOffer::decisions),
+                    field("applied", &StateOffer::applied),
+                    field("round", &StateOffer::round)};
 }
 constexpr auto fieldsOf(Of<StateSnapshot>) {
-  return std::tuple{field("node", &StateSnapshot::node), field("state", &StateSnapshot::state)};
+  return std::tuple{field("node", &StateSnapshot::node), field("state", &StateSnapshot::state),
+                    field("round", &StateSnapshot::round)};
 }
 constexpr auto fieldsOf(Of<Counter>) {
   return std::tuple{field("count", &Counter::count), field("since", &Counter::since)};

@@ -68,7 +68,8 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   }
   decisionInFlight_ = false;
   if (first) justJoined_ = true;
-  if (first || !change.joined.empty()) startSync();
+  // A round runs again when members join, or when members leave during one (the best may be gone).
+  if (first || !change.joined.empty() || syncing_) startSync();
   if (deps_.observer) deps_.observer->onView(view_);
   if (change.quorate) {
     everQuorate_ = true;
@@ -91,12 +92,18 @@ void NodeManager::onView(const cluster::ViewChange& change) {
   maybeDecide();
 }
 
-void NodeManager::startSync() {
+void NodeManager::startSync(std::optional<std::uint64_t> join) {
+  round_ = join ? *join : highestRound_ + 1;
+  highestRound_ = std::max(highestRound_, round_);
   syncing_ = true;
   offers_.clear();
   snapshotFrom_ = 0;
-  engine::StateOffer mine{view_.self, state_.has_value(), state_ ? state_->generation : 0,
-                          state_ ? state_->decisions : 0, state_ ? state_->applied : 0};
+  engine::StateOffer mine{view_.self,
+                          state_.has_value(),
+                          state_ ? state_->generation : 0,
+                          state_ ? state_->decisions : 0,
+                          state_ ? state_->applied : 0,
+                          round_};
   send(engine::Envelope(mine));
 }
 
@@ -123,10 +130,12 @@ void NodeManager::onDeliver(int, const std::string& payload) {
 
 void NodeManager::offer(const engine::StateOffer& o) {
   if (!view_.group.contains(o.node)) return;
-  // Members need not see the same views while a host joins: Corosync can show the joining host
-  // one configuration where the others see two, so its offer counts in their first round and it
-  // never starts their second. An offer that finds this member out of a round starts one here.
-  if (!syncing_) startSync();
+  // Members need not see the same views while a host joins (Corosync can show the joining host
+  // one configuration where the others see two), so they may start rounds at different places in
+  // the stream: every member joins the highest round it hears of, and counts only its offers.
+  highestRound_ = std::max(highestRound_, o.round);
+  if (o.round > round_) startSync(o.round);
+  if (o.round != round_ || !syncing_) return;  // an older round, or one this member finished
   offers_[o.node] = o;
   for (int member : view_.group) {
     if (!offers_.contains(member)) return;
@@ -137,11 +146,11 @@ void NodeManager::offer(const engine::StateOffer& o) {
   }
   if (!best->hasState) return;  // nobody can continue; wait for a member with a state
   snapshotFrom_ = best->node;
-  if (snapshotFrom_ == view_.self) send(engine::Envelope(engine::StateSnapshot{view_.self, *state_}));
+  if (snapshotFrom_ == view_.self) send(engine::Envelope(engine::StateSnapshot{view_.self, *state_, round_}));
 }
 
 void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
-  if (!syncing_ || snapshot.node != snapshotFrom_) return;
+  if (!syncing_ || snapshot.round != round_ || snapshot.node != snapshotFrom_) return;
   if (!state_ || !(*state_ == snapshot.state)) state_ = snapshot.state;
   view_.clusterSize = state_->config->cluster->nodes.size();
   view_.twoNode = state_->config->cluster->membership.twoNode;

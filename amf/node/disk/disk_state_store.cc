@@ -14,7 +14,7 @@ constexpr std::string_view kMagic = "KVMAMFST";
 }  // namespace
 
 std::string encodeState(const engine::ClusterState& state) {
-  return engine::encode(engine::Envelope(engine::StateSnapshot{0, state}));
+  return engine::encode(engine::Envelope(engine::StateSnapshot{0, state, 0}));
 }
 
 Result<engine::ClusterState> decodeState(std::string_view bytes) {

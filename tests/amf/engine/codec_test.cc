@@ -116,7 +116,7 @@ StateSnapshot busySnapshot() {
 
   state.pendingAdmin = {{17, 2, command("lock su/mme-a")},
                         {18, 3, command("migrate su/sgw-1 --to node/node3 --max-downtime 200ms --timeout 90s")}};
-  return StateSnapshot{.node = 2, .state = std::move(state)};
+  return StateSnapshot{.node = 2, .state = std::move(state), .round = 7};
 }
 
 // ---- Round trips ------------------------------------------------------------------------------
@@ -215,13 +215,13 @@ TEST(Codec, IntegersRoundTripAtTheirLimits) {
   constexpr int kMax = std::numeric_limits<int>::max();
   constexpr auto kU64Max = std::numeric_limits<std::uint64_t>::max();
   expectRoundTrip(StateOffer{kMin, true, kU64Max, 0});
-  expectRoundTrip(StateOffer{kMax, false, 0, kU64Max, kU64Max});
+  expectRoundTrip(StateOffer{kMax, false, 0, kU64Max, kU64Max, kU64Max});
   expectRoundTrip(Decision{kMin, TimePoint(std::numeric_limits<std::int64_t>::min()), {StartFence{"n", kMax}}});
   expectRoundTrip(Decision{kMax, TimePoint(std::numeric_limits<std::int64_t>::max()), {}});
 }
 
 TEST(Codec, StateOfferRoundTrips) {
-  expectRoundTrip(StateOffer{3, true, 7, 4242, 99});
+  expectRoundTrip(StateOffer{3, true, 7, 4242, 99, 12});
   expectRoundTrip(StateOffer{});
 }
 

@@ -2,7 +2,8 @@
 """Node managers on real Corosync (three hosts in network namespaces, or one on loopback).
 
 Usage: cluster_test.py CASE    (root; AMF_TESTNODE and AMF_ADMIN name the binaries)
-Cases: loopback, membership, partition, old-state, director-killed, restart, fence-agent, amfd-restart
+Cases: loopback, membership, partition, old-state, director-killed, restart, fence-agent, amfd-restart,
+       churn
 """
 import os
 import subprocess
@@ -383,6 +384,32 @@ def case_amfd_restart(lab):
     lab.wait_settled([1, 2])
 
 
+def case_churn(lab):
+    """Hosts lost and back, one after the other (Corosync killed and restarted, links cut and
+    healed): Corosync's ring reforms several times as a host rejoins and members need not see the
+    same views; after every round all three are members again, in one state, every host up."""
+    start_all(lab, [1, 2, 3])
+    for round_ in range(6):
+        victim = round_ % 3 + 1
+        if round_ % 2 == 0:
+            lab.kill_corosync(victim)
+        else:
+            lab.cut(victim)
+        others = [i for i in (1, 2, 3) if i != victim]
+        lab.wait("round %d: host %d seen gone" % (round_, victim),
+                 lambda: all(lab.status(i).get("members") == others for i in others))
+        if round_ % 2 == 0:
+            lab.start_corosync(victim)
+        else:
+            lab.heal(victim)
+        lab.wait_synced([1, 2, 3], timeout=30)
+        lab.wait("round %d: every host up" % round_,
+                 lambda: all(n.get("status") == "up" for n in lab.status(1).get("nodes", {}).values())
+                 and len(lab.status(1).get("nodes", {})) == 3, timeout=30)
+        lab.wait_settled([1, 2, 3])
+    check_exactly_once(lab, [1, 2, 3])
+
+
 CASES = {
     "membership": case_membership,
     "partition": case_partition,
@@ -391,6 +418,7 @@ CASES = {
     "restart": case_restart,
     "fence-agent": case_fence_agent,
     "amfd-restart": case_amfd_restart,
+    "churn": case_churn,
 }
 
 

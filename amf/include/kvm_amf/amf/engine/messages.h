@@ -159,18 +159,21 @@ using Report = std::variant<VmStarted, VmStartFailed, VmStopped, VmStopFailed, V
 
 // Every member offers its state; the best offer (a state, then the newest configuration
 // generation, then the most decisions, then the most messages applied, then the lowest node id)
-// is sent to all as a snapshot.
+// is sent to all as a snapshot. Offers and snapshots belong to a round: members need not see the
+// same views, so a round is named by a number, and every member joins the highest it hears of.
 struct StateOffer {
   int node = 0;
   bool hasState = false;
   std::uint64_t generation = 0;
   std::uint64_t decisions = 0;
   std::uint64_t applied = 0;
+  std::uint64_t round = 0;
   bool operator==(const StateOffer&) const = default;
 };
 struct StateSnapshot {
   int node = 0;
   ClusterState state;  // with its configuration
+  std::uint64_t round = 0;
   bool operator==(const StateSnapshot&) const = default;
 };
 

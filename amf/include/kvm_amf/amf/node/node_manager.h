@@ -76,7 +76,8 @@ class NodeManager : public cluster::GroupListener {
 
  private:
   void send(const engine::Envelope& message);
-  void startSync();
+  // Starts a state-transfer round: a new one (numbered above every round heard of), or `join`.
+  void startSync(std::optional<std::uint64_t> join = std::nullopt);
   void offer(const engine::StateOffer& offer);
   void adopt(const engine::StateSnapshot& snapshot);
   void apply(const engine::Envelope& message);
@@ -93,6 +94,8 @@ class NodeManager : public cluster::GroupListener {
   bool justJoined_ = false;
   std::map<int, engine::StateOffer> offers_;
   int snapshotFrom_ = 0;
+  std::uint64_t round_ = 0;                // the state-transfer round this member is in, or last finished
+  std::uint64_t highestRound_ = 0;         // the highest round heard of
   std::deque<engine::Envelope> buffered_;  // reports and decisions delivered while synchronising
   bool decisionInFlight_ = false;
   std::optional<TimerId> wakeTimer_;

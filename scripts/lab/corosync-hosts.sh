@@ -189,7 +189,9 @@ cmd_up() {
     seen=$(membership "$dir" "$prefix" 1)
     if [[ $seen == "$n Yes" ]]; then break; fi
     for ((i = 1; i <= n; i++)); do
-      corosync_pid "$dir" "$i" >/dev/null ||
+      # Alive is enough: until its exec chain (ip netns exec, unshare, sh) ends, it is not yet
+      # called corosync.
+      alive "$(cat "$dir/host$i/corosync.pid")" ||
         die "up: host $i's corosync is not running; see $dir/host$i/corosync.out and corosync.log (run down to clean up)"
     done
     if (($(date +%s) >= deadline)); then

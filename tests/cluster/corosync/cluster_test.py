@@ -172,6 +172,8 @@ spec:
         check(not status().get("synced"), "a host with no state and no peers must not invent one")
         p.terminate()
         p.wait(timeout=10)
+        err = open(os.path.join(work, "node.err"), errors="replace").read()
+        check("Sanitizer" not in err and "runtime error:" not in err, "sanitizer reports: " + err[-4000:])
     finally:
         for proc in procs:
             proc.terminate()

@@ -124,8 +124,24 @@ class Lab:
             self.kill_node(i)
         self._hosts("down", check=False)
 
+    def sanitizer_reports(self):
+        """Reports AddressSanitizer or UndefinedBehaviorSanitizer wrote to a node's stderr."""
+        found = []
+        for i in range(1, self.n + 1):
+            path = os.path.join(self.node_dir(i), "stderr")
+            if os.path.exists(path):
+                text = open(path, errors="replace").read()
+                if "Sanitizer" in text or "runtime error:" in text:
+                    found.append("node%d: %s" % (i, text[-4000:]))
+        return found
+
     def cleanup(self):
         self.down()
+        reports = self.sanitizer_reports()
+        if reports:
+            os.environ["AMF_KEEP_LAB"] = "1"
+            print("lab kept in", self.dir)
+            raise AssertionError("sanitizer reports:\n" + "\n".join(reports))
         if os.environ.get("AMF_KEEP_LAB"):
             print("lab kept in", self.dir)
         else:

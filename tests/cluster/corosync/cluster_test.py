@@ -261,7 +261,8 @@ def case_partition(lab):
 
 
 def case_old_state(lab):
-    """A host that comes back with an older state takes the cluster's; it never overwrites it."""
+    """A host that comes back with an older state takes the cluster's; it never overwrites it. One
+    whose state file is corrupt refuses it and takes the state from its peers."""
     start_all(lab, [1, 2, 3])
     lab.stop_node(3)
     lab.wait_synced([1, 2], members=[1, 2])
@@ -278,6 +279,20 @@ def case_old_state(lab):
     check(lab.status(1)["decisions"] >= newer and lab.status(3)["decisions"] == lab.status(1)["decisions"],
           "the older state won")
     check("pair-b" not in lab.status(3)["sis"]["pair-si"], "node 3 did not take the cluster's state")
+
+    # A corrupt state file is refused with a clear error, and the host takes the state from its peers.
+    lab.stop_node(3)
+    path = os.path.join(lab.node_dir(3), "state")
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 3] ^= 0x01
+    open(path, "wb").write(bytes(data))
+    lab.start_node(3)
+    lab.wait_synced([1, 2, 3])
+    lab.wait_settled([1, 2, 3])
+    refused = lab.journal(3, "state-refused")
+    check(refused and "checksum mismatch" in refused[-1]["error"] and path in refused[-1]["error"],
+          "the corrupt state file was not refused with a clear error: %s" % refused)
+    check(lab.status(3)["decisions"] == lab.status(1)["decisions"], "node 3 did not take the state from its peers")
 
 
 def case_director_killed(lab):

@@ -13,6 +13,7 @@ packages=(
   libvirt-dev libprotobuf-dev protobuf-compiler libzmq3-dev cppzmq-dev
   libyaml-cpp-dev libyaml-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  libxml2-dev libxml2-utils  # the domain XML test: XPath, and xmllint for virt-xml-validate
   # run: cluster, hypervisor, guest image
   corosync libvirt-daemon libvirt-daemon-system libvirt-clients
   qemu-system-x86 qemu-utils ovmf seabios busybox-static tini

@@ -59,7 +59,15 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   return std::unique_ptr<EventLoop>(new EventLoop(epollFd, wakeFd));
 }
 
-EventLoop::EventLoop(int epollFd, int wakeFd) : epollFd_(epollFd), wakeFd_(wakeFd) {}
+EventLoop::EventLoop(int epollFd, int wakeFd) : epollFd_(epollFd), wakeFd_(wakeFd) { followClockSteps(); }
+
+void EventLoop::followClockSteps() {
+  // The two clocks are read a moment apart and rounded to milliseconds, so a fresh difference
+  // jitters by a millisecond; following only larger changes keeps timers with the same time in
+  // the order they were added, and still follows a step of the real clock.
+  const std::int64_t fresh = clockMs(CLOCK_REALTIME) - monotonicMs();
+  if (std::abs(fresh - realMinusMono_) > 1) realMinusMono_ = fresh;
+}
 
 EventLoop::~EventLoop() {
   close(wakeFd_);
@@ -71,7 +79,7 @@ std::int64_t EventLoop::monotonicMs() { return clockMs(CLOCK_MONOTONIC); }
 TimePoint EventLoop::now() const { return TimePoint(clockMs(CLOCK_REALTIME)); }
 
 TimerId EventLoop::at(TimePoint when, std::function<void()> fn) {
-  std::int64_t dueMono = monotonicMs() + (when - now()).count();
+  const std::int64_t dueMono = when.count() - realMinusMono_;
   TimerId id = nextTimer_++;
   timers_.emplace(id, std::make_pair(dueMono, std::move(fn)));
   timerOrder_.emplace(dueMono, id);
@@ -143,6 +151,7 @@ void EventLoop::runFor(Duration timeout) {
 }
 
 void EventLoop::turn(std::int64_t deadlineMono) {
+  followClockSteps();
   std::int64_t wakeAt = deadlineMono;
   if (!timerOrder_.empty()) wakeAt = std::min(wakeAt, timerOrder_.begin()->first);
   int timeoutMs = -1;

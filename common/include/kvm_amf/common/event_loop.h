@@ -57,7 +57,9 @@ class EventLoop : public Scheduler {
   void wake();
   bool stopRequested() const { return stopping_.load(std::memory_order_acquire); }
   static std::int64_t monotonicMs();
+  void followClockSteps();  // updates realMinusMono_ when the real clock has stepped
 
+  std::int64_t realMinusMono_ = 0;  // CLOCK_REALTIME - CLOCK_MONOTONIC, in ms
   struct Watch {
     std::uint32_t generation;  // tells a new watch of a reused fd number from an old one
     std::shared_ptr<std::function<void()>> onReady;

@@ -46,7 +46,7 @@ flock 9
 log() { echo "build-test-guest: $*"; }
 
 # Modules the guest loads. Their dependencies are resolved from each module's .modinfo and loaded first
-# (e.g. virtio_ring before virtio, lab-facts 2.2; failover and net_failover before virtio_net).
+# (e.g. virtio_ring before virtio; failover and net_failover before virtio_net).
 wanted_modules=(
   virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mmio
   virtio_console failover net_failover virtio_net virtio_blk virtio_balloon watchdog i6300esb

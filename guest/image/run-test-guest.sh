@@ -3,7 +3,7 @@
 #
 # Usage: guest/image/run-test-guest.sh [--kvm] OUTDIR [EXTRA_QEMU_ARGS...]
 #   --kvm          try KVM first (falls back to TCG only if KVM cannot start at all). On the lab machines
-#                  /dev/kvm is PVM and stock guests hang under it (lab-facts 2.1), so TCG is the default.
+#                  /dev/kvm is PVM and stock guests hang under it, so TCG is the default.
 #   KVMAMF_APPEND  extra kernel command line, e.g. "kvmamf.mode=poweroff" or
 #                  "kvmamf.ip=10.0.2.15/24 kvmamf.gw=10.0.2.2"
 # Examples:
@@ -35,7 +35,7 @@ for f in vmlinux initrd.cpio.gz; do
   fi
 done
 
-# Boot tweaks "TW" from lab-facts 2.3. tsc_early_khz spares the guest the PIT calibration; it is taken
+# Boot tweaks that shorten a TCG boot. tsc_early_khz spares the guest the PIT calibration; it is taken
 # from this host's CPU clock, which TCG's TSC follows.
 append="console=ttyS0 quiet cryptomgr.notests mitigations=off rodata=off no_timer_check i8042.noaux"
 append+=" i8042.nokbd i8042.nopnp audit=0 apparmor=0 security=none nowatchdog random.trust_cpu=on"

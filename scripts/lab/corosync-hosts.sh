@@ -32,17 +32,14 @@ set -euo pipefail
 readonly PARTITION_TABLE=amf_lab_partition
 readonly COROSYNC_PORT=5405
 
-die() {
-  echo "corosync-hosts.sh: $*" >&2
-  exit 1
-}
+readonly LAB_SCRIPT=corosync-hosts.sh
+# shellcheck source=scripts/lab/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   sed -n '6,26p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 64
 }
-
-need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, mounts)"; }
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
 
@@ -55,8 +52,6 @@ amf_admin() {
 host_ns() { echo "$1$2"; }  # PREFIX I
 hub_ns() { echo "$1hub"; }
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qxF -- "$1"; }
-
 # The namespaces of this lab: PREFIXhub and PREFIX<number>.
 lab_namespaces() {
   local prefix=$1 name
@@ -65,14 +60,6 @@ lab_namespaces() {
       echo "$name"
     fi
   done < <(ip netns list)
-}
-
-# True while PID exists and is not a zombie (a killed corosync stays a zombie until PID 1 reaps it).
-alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
 }
 
 check_index() {
@@ -217,36 +204,9 @@ cmd_down() {
     pid=$(<"$f")
     if [[ -n $pid ]] && alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == corosync ]]; then pids+=("$pid"); fi
   done
-  if ((${#pids[@]})); then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    local deadline=$(($(date +%s%N) / 1000000 + 5000)) left
-    while :; do
-      left=()
-      for pid in "${pids[@]}"; do alive "$pid" && left+=("$pid"); done
-      ((${#left[@]} == 0)) && break
-      if (($(date +%s%N) / 1000000 >= deadline)); then
-        echo "corosync-hosts.sh: down: SIGKILL to ${left[*]} (still running 5 s after SIGTERM)" >&2
-        kill -KILL "${left[@]}" 2>/dev/null || true
-        for _ in $(seq 50); do
-          local any=false
-          for pid in "${left[@]}"; do alive "$pid" && any=true; done
-          [[ $any == false ]] && break
-          sleep 0.1
-        done
-        break
-      fi
-      sleep 0.05
-    done
-    # They are orphans, and this machine's PID 1 reaps about a second late: wait up to
-    # 3 s for that too, so that no corosync, not even a zombie, is listed once down returns.
-    local until=$(($(date +%s%N) / 1000000 + 3000)) any
-    while (($(date +%s%N) / 1000000 < until)); do
-      any=false
-      for pid in "${pids[@]}"; do [[ -e /proc/$pid ]] && any=true; done
-      [[ $any == false ]] && break
-      sleep 0.05
-    done
-  fi
+  # Waits for the orphans to be reaped too, so that no corosync, not even a zombie, is listed once
+  # down returns.
+  stop_pids "${pids[@]}" || true
   for ns in "${namespaces[@]}"; do ip netns delete "$ns" 2>/dev/null || true; done
   for ns in "${namespaces[@]}"; do ns_exists "$ns" && die "down: namespace $ns could not be deleted"; done
   rm -f "$dir"/host*/corosync.pid 2>/dev/null || true

@@ -27,42 +27,13 @@ set -euo pipefail
 
 readonly BIND_DIRS="run:/run/libvirt lib:/var/lib/libvirt etc:/etc/libvirt log:/var/log/libvirt cache:/var/cache/libvirt"
 
-die() {
-  echo "libvirt-host.sh: $*" >&2
-  exit 1
-}
+readonly LAB_SCRIPT=libvirt-host.sh
+# shellcheck source=scripts/lab/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   sed -n '5,24p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 64
-}
-
-need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, mounts)"; }
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-ns_exists() { ip netns list | awk '{print $1}' | grep -qxF -- "$1"; }
-
-# True while PID exists and is not a zombie.
-alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
-
-# Waits up to MS milliseconds until none of the PIDs is alive; false if some still are.
-wait_gone() {
-  local ms=$1 deadline pid any
-  shift
-  deadline=$(($(now_ms) + ms))
-  while :; do
-    any=false
-    for pid in "$@"; do alive "$pid" && any=true; done
-    [[ $any == false ]] && return 0
-    (($(now_ms) < deadline)) || return 1
-    sleep 0.05
-  done
 }
 
 libvirtd_pid() {
@@ -307,22 +278,8 @@ cmd_down() {
   if [[ -n $ns ]] && [[ -e $h/netns-created ]] && ns_exists "$ns"; then
     while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(ip netns pids "$ns" 2>/dev/null || true)
   fi
-  if ((${#pids[@]})); then
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    if ! wait_gone 5000 "${pids[@]}"; then
-      echo "libvirt-host.sh: down: SIGKILL to what still runs 5 s after SIGTERM" >&2
-      kill -KILL "${pids[@]}" 2>/dev/null || true
-      wait_gone 5000 "${pids[@]}" || die "down: processes survive SIGKILL: ${pids[*]}"
-    fi
-    # Orphans are reaped late by this machine's PID 1: wait until not even a zombie is listed.
-    local until=$(($(now_ms) + 3000)) any
-    while (($(now_ms) < until)); do
-      any=false
-      for pid in "${pids[@]}"; do [[ -e /proc/$pid ]] && any=true; done
-      [[ $any == false ]] && break
-      sleep 0.05
-    done
-  fi
+  # Orphans are reaped late by this machine's PID 1: stop_pids waits until not even a zombie is listed.
+  stop_pids "${pids[@]}" || die "down: processes survive SIGKILL: ${pids[*]}"
   # The bind mounts live only in the host's mount namespaces, which are gone with their processes.
   if grep -qF " $h/" /proc/self/mountinfo; then
     die "down: mounts of $h are left in this mount namespace"

@@ -7,27 +7,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_test_util.h"
 #include "kvm_amf/cli/exit_codes.h"
 
 namespace kvm_amf::cli {
 namespace {
 
-struct Invocation {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Invocation admin(const std::vector<std::string>& args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  int code = runAdmin(args, out, err);
-  return {code, out.str(), err.str()};
-}
-
-std::string example(const std::string& name) {
-  return (std::filesystem::path(KVM_AMF_SOURCE_DIR) / "examples" / name).string();
-}
+using testing::admin;
+using testing::example;
+using testing::Invocation;
 
 std::vector<std::string> allExamples() {
   return {example("cluster.yaml"), example("sg-mme.yaml"), example("sg-sgw.yaml"), example("sg-lb.yaml"),

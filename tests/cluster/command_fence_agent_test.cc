@@ -1,4 +1,5 @@
 #include "kvm_amf/cluster/command_fence_agent.h"
+#include "testing/run_until.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -105,19 +106,7 @@ class CommandFenceAgentTest : public ::testing::Test {
 
   // Runs the loop until `done()` holds or `limit` passes; returns done().
   bool runUntil(const std::function<bool()>& done, Duration limit = kPatience) {
-    TimerId pending = 0;
-    std::function<void()> check = [&] {
-      pending = 0;
-      if (done()) {
-        loop_->stop();
-      } else {
-        pending = loop_->after(Duration(10), check);
-      }
-    };
-    pending = loop_->after(Duration(0), check);
-    loop_->runFor(limit);
-    loop_->cancel(pending);
-    return done();
+    return kvm_amf::testing::runUntil(*loop_, done, limit);
   }
 
   std::unique_ptr<EventLoop> loop_;

@@ -9,8 +9,12 @@
 #include <iterator>
 #include <string>
 
+#include "testing/temp_dir.h"
+
 namespace kvm_amf::cluster {
 namespace {
+
+using kvm_amf::testing::TempDir;
 
 using namespace std::chrono_literals;
 
@@ -177,27 +181,13 @@ TEST(CorosyncConf, CheckRejectsWhatTheParserWouldMisread) {
   EXPECT_TRUE(contains(failure(in), "cluster name is empty")) << failure(in);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "corosync-conf-test.XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
 std::string readAll(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 TEST(Authkey, Is256RandomBytesReadableOnlyByTheOwner) {
-  TempDir dir;
+  TempDir dir("corosync-conf-test");
   const auto key = dir / "authkey";
   Status s = writeAuthkey(key.string());
   ASSERT_TRUE(s.ok()) << s.error().message;
@@ -217,7 +207,7 @@ TEST(Authkey, Is256RandomBytesReadableOnlyByTheOwner) {
 }
 
 TEST(Authkey, NeverOverwritesAnExistingFile) {
-  TempDir dir;
+  TempDir dir("corosync-conf-test");
   const auto key = dir / "authkey";
   std::ofstream(key) << "precious";
   Status s = writeAuthkey(key.string());
@@ -228,7 +218,7 @@ TEST(Authkey, NeverOverwritesAnExistingFile) {
 }
 
 TEST(Authkey, AMissingDirectoryIsAnErrorNamingThePath) {
-  TempDir dir;
+  TempDir dir("corosync-conf-test");
   const auto key = dir / "no-such-dir" / "authkey";
   Status s = writeAuthkey(key.string());
   ASSERT_FALSE(s.ok());

@@ -126,7 +126,7 @@ state=$(virsh_ domstate "$vm") || fail "domstate after restart"
 echo "ok: domain still running after the libvirtd restart, same QEMU pid $pid"
 
 # After a restart the QEMU is no longer tini's descendant (it was re-parented to PID 1 when the old tini
-# exited), so this figure is expected to be the slow one of lab-facts 3.4.
+# exited), so this figure is expected to be the slow one (docs/lab.md).
 kill_and_measure "QEMU killed after the restart"
 
 pids=$(cat "$dir/$name/libvirtd.pid" "$dir/$name/tini.pid")

@@ -19,6 +19,7 @@
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/common/durable_file.h"
 #include "kvm_amf/common/event_loop.h"
+#include "testing/run_until.h"
 
 namespace kvm_amf::node {
 namespace {
@@ -120,19 +121,7 @@ class DiskStateStoreTest : public ::testing::Test {
 
   // Runs the loop until `done()` holds or `limit` passes; returns done().
   bool runUntil(const std::function<bool()>& done, Duration limit = kPatience) {
-    TimerId pending = 0;
-    std::function<void()> check = [&] {
-      pending = 0;
-      if (done()) {
-        loop_->stop();
-      } else {
-        pending = loop_->after(Duration(5), check);
-      }
-    };
-    pending = loop_->after(Duration(0), check);
-    loop_->runFor(limit);
-    if (pending != 0) loop_->cancel(pending);
-    return done();
+    return kvm_amf::testing::runUntil(*loop_, done, limit);
   }
 
   // The state in path_; fails the test when there is none or it is refused.

@@ -18,9 +18,12 @@
 #include <vector>
 
 #include "kvm_amf/amf/config/loader.h"
+#include "testing/temp_dir.h"
 
 namespace kvm_amf::vmm {
 namespace {
+
+using kvm_amf::testing::TempDir;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -56,25 +59,6 @@ class Xml {
   }
 
   std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)> doc_;
-};
-
-// A temporary directory for this test, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "domain-xml-XXXXXX").string();
-    path_ = mkdtemp(pattern.data()) ? pattern : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
 };
 
 std::string readFile(const fs::path& path) {
@@ -480,7 +464,7 @@ TEST(DomainXml, ValidatesWithLibvirt) {
     GTEST_SKIP() << "virt-xml-validate (libvirt-clients) or xmllint (libxml2-utils) is not installed";
   }
   const bool haveVirsh = haveCommand("virsh");
-  TempDir dir;
+  TempDir dir("domain-xml");
   ASSERT_FALSE(dir.path().empty());
   std::vector<LoadedVm> vms = exampleVms();
   ASSERT_GE(vms.size(), 5u);

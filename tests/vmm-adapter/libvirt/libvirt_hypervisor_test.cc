@@ -16,9 +16,12 @@
 #include <vector>
 
 #include "kvm_amf/amf/config/loader.h"
+#include "testing/temp_dir.h"
 
 namespace kvm_amf::vmm {
 namespace {
+
+using kvm_amf::testing::TempDir;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -47,24 +50,6 @@ spec:
   if (!loaded.ok()) return {};
   return loaded.config.serviceGroups.at(0).units.at(0).vms.at(0);
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "libvirt-hv-XXXXXX").string();
-    path_ = mkdtemp(pattern.data()) ? pattern : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct RecordedEvent {
   std::string vm;
@@ -151,7 +136,7 @@ class LibvirtHypervisorTest : public ::testing::Test {
     return std::find(names.begin(), names.end(), name) != names.end();
   }
 
-  TempDir dir_;
+  TempDir dir_{"libvirt-hv"};
   std::unique_ptr<EventLoop> loop_;
 };
 

@@ -15,7 +15,7 @@ namespace kvm_amf::vmm {
 inline constexpr std::string_view kAgentChannelName = "org.kvm-amf.agent.0";
 
 struct DomainOptions {
-  bool kvm = false;  // domain type kvm, else qemu (TCG: hosts without working KVM, lab-facts 2.1)
+  bool kvm = false;  // domain type kvm, else qemu (TCG: hosts without working KVM, docs/test-guest.md)
   std::string uuid;  // optional: the domain's UUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"); empty: libvirt picks one
   std::optional<model::WatchdogSpec> watchdog;  // absent: no watchdog device
   // Where the guest-agent channel's host side (a UNIX socket, DIR/NAME.agent, bound by QEMU) lives.

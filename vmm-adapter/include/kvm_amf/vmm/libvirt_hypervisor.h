@@ -1,5 +1,5 @@
 // The real Hypervisor: libvirt. Every libvirt call runs on a worker thread (one per VM, created on
-// demand, plus one for connection-wide calls), so a call stuck on a hung QEMU (lab-facts 7.3)
+// demand, plus one for connection-wide calls), so a call stuck on a hung (e.g. SIGSTOPped) QEMU
 // holds up only that VM's calls; each call has a deadline, after which `done` gets an error and the
 // late result is dropped. Domain events come from libvirt's default event loop, run on a thread
 // of its own, and reach the listener on the owner's event loop. When the libvirt daemon goes away

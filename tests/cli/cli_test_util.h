@@ -1,0 +1,31 @@
+// Helpers for amf-admin tests: run a verb in-process and capture what it prints.
+#pragma once
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kvm_amf/cli/admin_cli.h"
+
+namespace kvm_amf::cli::testing {
+
+struct Invocation {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+inline Invocation admin(const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  int code = runAdmin(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+// The path of a file of examples/.
+inline std::string example(const std::string& name) {
+  return (std::filesystem::path(KVM_AMF_SOURCE_DIR) / "examples" / name).string();
+}
+
+}  // namespace kvm_amf::cli::testing

@@ -747,9 +747,9 @@ void read(const Value& in, S& out) {
 
 // The parse of untrusted CBOR: refuses nesting, strings and containers beyond the bounds before
 // nlohmann's recursive parser descends into them, and builds the DOM of what passes, in one pass.
-class BoundsCheck final : public nlohmann::json_sax<Json> {
+class BoundedDomParser final : public nlohmann::json_sax<Json> {
  public:
-  explicit BoundsCheck(Json& root) : dom_(root, /*allow_exceptions=*/false) {}
+  explicit BoundedDomParser(Json& root) : dom_(root, /*allow_exceptions=*/false) {}
   // Why the input was refused; meaningful after sax_parse returned false.
   const std::string& problem() const { return problem_; }
 
@@ -823,9 +823,9 @@ Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) 
                       std::to_string(kMaxMessageBytes)};
   }
   Json root;
-  BoundsCheck bounds(root);
-  if (!Json::sax_parse(bytes.begin(), bytes.end(), &bounds, nlohmann::json::input_format_t::cbor, /*strict=*/true)) {
-    throw DecodeError{bounds.problem().empty() ? std::string("not a valid CBOR message") : bounds.problem()};
+  BoundedDomParser parser(root);
+  if (!Json::sax_parse(bytes.begin(), bytes.end(), &parser, nlohmann::json::input_format_t::cbor, /*strict=*/true)) {
+    throw DecodeError{parser.problem().empty() ? std::string("not a valid CBOR message") : parser.problem()};
   }
   if (root.is_discarded()) throw DecodeError{"not a valid CBOR message"};
 

@@ -29,10 +29,7 @@ NodeManager::NodeManager(std::string nodeName, NodeManagerDeps deps, std::option
 }
 
 NodeManager::~NodeManager() {
-  if (dirty_ && deps_.store) {
-    saving_ = false;
-    persist();  // the store writes it before it goes
-  }
+  if (dirty_ && deps_.store) persist();  // the store writes it before it goes
   *alive_ = false;
   if (wakeTimer_) deps_.scheduler->cancel(*wakeTimer_);
   if (selfFenceTimer_) deps_.scheduler->cancel(*selfFenceTimer_);
@@ -67,7 +64,6 @@ void NodeManager::onView(const cluster::ViewChange& change) {
     view_.twoNode = state_->config->cluster->membership.twoNode;
   }
   decisionInFlight_ = false;
-  if (first) justJoined_ = true;
   // A round runs again when members join, or when members leave during one (the best may be gone).
   if (first || !change.joined.empty() || syncing_) startSync();
   if (deps_.observer) deps_.observer->onView(view_);
@@ -165,7 +161,6 @@ void NodeManager::adopt(const engine::StateSnapshot& snapshot) {
   // Report in after every state transfer: the adopted state may lack what this host reported in a
   // group whose state did not win (its running VMs, failures it saw).
   agent_->reportIn();
-  justJoined_ = false;
   maybeDecide();
 }
 

@@ -91,7 +91,6 @@ class NodeManager : public cluster::GroupListener {
   engine::View view_;
   bool inGroup_ = false;
   bool syncing_ = false;
-  bool justJoined_ = false;
   std::map<int, engine::StateOffer> offers_;
   int snapshotFrom_ = 0;
   std::uint64_t round_ = 0;                // the state-transfer round this member is in, or last finished

@@ -18,7 +18,7 @@ packages=(
   corosync libvirt-daemon libvirt-daemon-system libvirt-clients
   qemu-system-x86 qemu-utils ovmf seabios busybox-static tini
   # lab and tests
-  iproute2 nftables iptables socat netcat-openbsd uuid-runtime procps psmisc
+  iproute2 iputils-ping nftables iptables socat netcat-openbsd uuid-runtime procps psmisc
   prometheus curl
 )
 

@@ -58,6 +58,7 @@ wanted_modules=(
 #   poweroff                      kvmamf.mode=poweroff: about to power off
 #   watchdog feeding|stopped      the /dev/watchdog feeder started / was killed (kvmamf.watchdog=stop-after:N)
 #   agent started|exited rc=<n>   the guest agent was (re)started / died (it is respawned after 1 s)
+#   hook <state> <si> [ip]        the agent ran the hook for an assignment (/etc/kvm-amf/hook)
 write_init() {
   cat >"$1" <<'INIT'
 #!/bin/busybox sh
@@ -67,7 +68,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
-addr='' gw='' mode='' wdstop='' debug=''
+addr='' gw='' mode='' wdstop='' agentstop='' debug=''
 read -r cmdline </proc/cmdline
 # shellcheck disable=SC2086 # split into words on purpose
 for arg in $cmdline; do
@@ -76,6 +77,7 @@ for arg in $cmdline; do
     kvmamf.gw=*) gw=${arg#kvmamf.gw=} ;;
     kvmamf.mode=*) mode=${arg#kvmamf.mode=} ;;
     kvmamf.watchdog=stop-after:*) wdstop=${arg#kvmamf.watchdog=stop-after:} ;;
+    kvmamf.agent-stop-after=*) agentstop=${arg#kvmamf.agent-stop-after=} ;;
     kvmamf.debug=1) debug=1 ;;
   esac
 done
@@ -121,7 +123,7 @@ if [ -x /sbin/kvm-amf-agent ]; then
   (
     while true; do
       echo "KVM-AMF-GUEST agent started"
-      /sbin/kvm-amf-agent
+      if [ -n "$agentstop" ]; then /sbin/kvm-amf-agent --stop-after "$agentstop"; else /sbin/kvm-amf-agent; fi
       echo "KVM-AMF-GUEST agent exited rc=$?"
       sleep 1
     done
@@ -133,6 +135,26 @@ while true; do
   wait $!
 done
 INIT
+}
+
+# The assignment hook kvm-amf-agent runs (hook <state> <si>, attributes in KVMAMF_ATTR_*). With the SI
+# attribute `ip` (ADDR/PREFIX), `active` puts that address on eth0 and announces it (gratuitous ARP);
+# every other state removes it. It prints one marker per run.
+write_hook() {
+  cat >"$1" <<'HOOK'
+#!/bin/busybox sh
+state=$1 si=$2 ip=${KVMAMF_ATTR_IP:-}
+if [ -n "$ip" ]; then
+  if [ "$state" = active ]; then
+    ip addr replace "$ip" dev eth0 || exit 1
+    arping -U -c 1 -I eth0 "${ip%/*}" >/dev/null 2>&1
+  else
+    ip addr del "$ip" dev eth0 2>/dev/null
+  fi
+fi
+echo "KVM-AMF-GUEST hook $state $si $ip" >/dev/console
+exit 0
+HOOK
 }
 
 # --- 1. which kernel -------------------------------------------------------------------------------------
@@ -231,7 +253,9 @@ rm -rf "$stage"
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,lib/modules}
 cp "$busybox" "$stage/bin/busybox"
 write_init "$stage/init"
-chmod 0755 "$stage/init" "$stage/bin/busybox"
+mkdir -p "$stage/etc/kvm-amf"
+write_hook "$stage/etc/kvm-amf/hook"
+chmod 0755 "$stage/init" "$stage/bin/busybox" "$stage/etc/kvm-amf/hook"
 
 # Resolve module dependencies (the "depends=" field of each module's .modinfo) into one load order:
 # dependencies first, no repeats. Modules are stored uncompressed as /lib/modules/NAME.ko.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kvm_amf/vmm/guest_protocol.h"
+#include "testing/child_process.h"
 
 namespace kvm_amf::vmm {
 namespace {
@@ -69,18 +70,8 @@ class GuestAgentTest : public ::testing::Test {
     std::vector<std::string> args = {KVM_AMF_AGENT_PATH, "--port", socketPath_.string(), "--hook",
                                      (dir_ / "hook").string()};
     args.insert(args.end(), extra.begin(), extra.end());
-    std::string log = (dir_ / "agent.log").string();
-    agent_ = fork();
+    agent_ = testing::spawnProcess(args, (dir_ / "agent.log").string());
     ASSERT_GE(agent_, 0);
-    if (agent_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(fd, STDERR_FILENO);
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
     acceptAgent();
   }
 

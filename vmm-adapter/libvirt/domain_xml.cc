@@ -61,58 +61,14 @@ class DomainWriter {
     if (!error_) error_ = Error{"vm '" + vm_.name + "': " + std::string(field) + ": " + std::string(why)};
   }
 
-  // `value` escaped for element text and single- or double-quoted attributes. A string XML 1.0
-  // cannot carry (invalid UTF-8, a control character other than tab, newline, carriage return)
-  // is an error naming `field`.
+  // `value` escaped (escapeXml), or an error naming `field`.
   std::string escape(std::string_view field, std::string_view value) {
-    std::string escaped;
-    escaped.reserve(value.size());
-    while (!value.empty()) {
-      const std::size_t length = utf8SequenceLength(value);
-      if (length == 0) {
-        fail(field, "not valid UTF-8");
-        return {};
-      }
-      const char c = value[0];
-      if (length == 1) {
-        switch (c) {
-          case '&':
-            escaped += "&amp;";
-            break;
-          case '<':
-            escaped += "&lt;";
-            break;
-          case '>':
-            escaped += "&gt;";
-            break;
-          case '\'':
-            escaped += "&apos;";
-            break;
-          case '"':
-            escaped += "&quot;";
-            break;
-          case '\t':
-            escaped += "&#9;";
-            break;
-          case '\n':
-            escaped += "&#10;";
-            break;
-          case '\r':
-            escaped += "&#13;";
-            break;
-          default:
-            if (static_cast<unsigned char>(c) < 0x20) {
-              fail(field, "contains a control character, which XML cannot carry");
-              return {};
-            }
-            escaped += c;
-        }
-      } else {
-        escaped.append(value.substr(0, length));
-      }
-      value.remove_prefix(length);
+    Result<std::string> escaped = escapeXml(value);
+    if (!escaped.ok()) {
+      fail(field, escaped.error().message);
+      return {};
     }
-    return escaped;
+    return std::move(escaped).value();
   }
 
   // One line at `depth` (two spaces each); `text` is already XML.
@@ -547,6 +503,55 @@ Result<std::string> domainXml(const model::VmSpec& vm, const DomainOptions& opti
 
   if (auto error = w.error()) return *std::move(error);
   return std::move(w).take();
+}
+
+Result<std::string> escapeXml(std::string_view value) {
+  std::string escaped;
+  escaped.reserve(value.size());
+  while (!value.empty()) {
+    const std::size_t length = utf8SequenceLength(value);
+    if (length == 0) {
+      return Error{"not valid UTF-8"};
+    }
+    const char c = value[0];
+    if (length == 1) {
+      switch (c) {
+        case '&':
+          escaped += "&amp;";
+          break;
+        case '<':
+          escaped += "&lt;";
+          break;
+        case '>':
+          escaped += "&gt;";
+          break;
+        case '\'':
+          escaped += "&apos;";
+          break;
+        case '"':
+          escaped += "&quot;";
+          break;
+        case '\t':
+          escaped += "&#9;";
+          break;
+        case '\n':
+          escaped += "&#10;";
+          break;
+        case '\r':
+          escaped += "&#13;";
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            return Error{"contains a control character, which XML cannot carry"};
+          }
+          escaped += c;
+      }
+    } else {
+      escaped.append(value.substr(0, length));
+    }
+    value.remove_prefix(length);
+  }
+  return escaped;
 }
 
 }  // namespace kvm_amf::vmm

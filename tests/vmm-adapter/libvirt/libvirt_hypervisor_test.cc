@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +71,25 @@ class RecordingListener : public HypervisorListener {
   std::thread::id loopThread_;
 };
 
+class RecordingObserver : public LibvirtObserver {
+ public:
+  explicit RecordingObserver(std::thread::id loopThread) : loopThread_(loopThread) {}
+  void onRebooted(const std::string& vm) override {
+    rebooted.push_back(vm);
+    allOnLoopThread = allOnLoopThread && std::this_thread::get_id() == loopThread_;
+  }
+  void onAnnounced(const std::string& vm, const Status& status) override {
+    announced.emplace_back(vm, status.ok());
+    allOnLoopThread = allOnLoopThread && std::this_thread::get_id() == loopThread_;
+  }
+  std::vector<std::string> rebooted;
+  std::vector<std::pair<std::string, bool>> announced;
+  bool allOnLoopThread = true;
+
+ private:
+  std::thread::id loopThread_;
+};
+
 class LibvirtHypervisorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -121,6 +142,22 @@ class LibvirtHypervisorTest : public ::testing::Test {
     return result.value_or(Error{"no answer"});
   }
 
+  // Runs one Done-style operation to its end.
+  template <typename Op>
+  Status await(Op op) {
+    std::optional<Status> result;
+    op([&](Status s) { result = std::move(s); });
+    EXPECT_TRUE(runUntil([&] { return result.has_value(); }));
+    return result.value_or(Error{"no answer"});
+  }
+
+  Result<std::vector<VmStats>> stats(LibvirtHypervisor& hv) {
+    std::optional<Result<std::vector<VmStats>>> result;
+    hv.stats([&](Result<std::vector<VmStats>> r) { result = std::move(r); });
+    EXPECT_TRUE(runUntil([&] { return result.has_value(); }));
+    return result.value_or(Error{"no answer"});
+  }
+
   std::vector<std::string> running(LibvirtHypervisor& hv) {
     std::optional<Result<std::vector<std::string>>> result;
     hv.listRunning([&](Result<std::vector<std::string>> r) { result = std::move(r); });
@@ -155,6 +192,22 @@ class RawConnection {
     if (domain == nullptr) return false;
     virDomainFree(domain);
     return true;
+  }
+  // virDomainState, or -1 for an unknown VM.
+  int state(const std::string& vm) const {
+    virDomainPtr domain = virDomainLookupByName(conn_, vm.c_str());
+    if (domain == nullptr) return -1;
+    int result = -1;
+    if (virDomainGetState(domain, &result, nullptr, 0) < 0) result = -1;
+    virDomainFree(domain);
+    return result;
+  }
+  bool hasManagedSave(const std::string& vm) const {
+    virDomainPtr domain = virDomainLookupByName(conn_, vm.c_str());
+    if (domain == nullptr) return false;
+    const bool saved = virDomainHasManagedSaveImage(domain, 0) == 1;
+    virDomainFree(domain);
+    return saved;
   }
   bool destroy(const std::string& vm) const {
     virDomainPtr domain = virDomainLookupByName(conn_, vm.c_str());
@@ -300,6 +353,266 @@ TEST_F(LibvirtHypervisorTest, DestructionWithCallsInFlightDropsTheirCompletions)
   loop_->runFor(300ms);
   EXPECT_EQ(completions, 0);
   EXPECT_TRUE(listener.events.empty());
+}
+
+TEST_F(LibvirtHypervisorTest, PauseAndResumeAreIdempotentAndNoEvents) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-pause")).ok());
+
+  Status paused = await([&](Done d) { hv->pause("vm-pause", std::move(d)); });
+  ASSERT_TRUE(paused.ok()) << paused.error().message;
+  EXPECT_EQ(raw.state("vm-pause"), VIR_DOMAIN_PAUSED);
+  EXPECT_TRUE(contains(running(*hv), "vm-pause"));  // paused is still active
+  paused = await([&](Done d) { hv->pause("vm-pause", std::move(d)); });
+  EXPECT_TRUE(paused.ok()) << paused.error().message;
+
+  Status resumed = await([&](Done d) { hv->resume("vm-pause", std::move(d)); });
+  ASSERT_TRUE(resumed.ok()) << resumed.error().message;
+  EXPECT_EQ(raw.state("vm-pause"), VIR_DOMAIN_RUNNING);
+  resumed = await([&](Done d) { hv->resume("vm-pause", std::move(d)); });
+  EXPECT_TRUE(resumed.ok()) << resumed.error().message;
+
+  loop_->runFor(100ms);
+  EXPECT_TRUE(listener.events.empty());
+  ASSERT_TRUE(destroyVm(*hv, "vm-pause").ok());
+}
+
+TEST_F(LibvirtHypervisorTest, SuspendAndRestoreThroughManagedSave) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-save")).ok());
+
+  const Status suspended = await([&](Done d) { hv->suspend("vm-save", 5s, std::move(d)); });
+  ASSERT_TRUE(suspended.ok()) << suspended.error().message;
+  EXPECT_EQ(raw.state("vm-save"), VIR_DOMAIN_SHUTOFF);
+  EXPECT_TRUE(raw.hasManagedSave("vm-save"));
+  EXPECT_FALSE(contains(running(*hv), "vm-save"));
+
+  const Status restored = await([&](Done d) { hv->restore("vm-save", 5s, std::move(d)); });
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  EXPECT_EQ(raw.state("vm-save"), VIR_DOMAIN_RUNNING);
+  EXPECT_FALSE(raw.hasManagedSave("vm-save"));
+  EXPECT_TRUE(contains(running(*hv), "vm-save"));
+
+  // Nothing saved any more: restore refuses, naming the VM.
+  const Status again = await([&](Done d) { hv->restore("vm-save", 5s, std::move(d)); });
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("vm-save"), std::string::npos) << again.error().message;
+  EXPECT_NE(again.error().message.find("managed save"), std::string::npos) << again.error().message;
+
+  loop_->runFor(100ms);
+  EXPECT_TRUE(listener.events.empty());
+  ASSERT_TRUE(destroyVm(*hv, "vm-save").ok());
+}
+
+TEST_F(LibvirtHypervisorTest, ShutdownStopsAndUndefinesWithoutEvent) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-shutdown")).ok());
+
+  // The test driver powers the guest off at once: done well before the grace.
+  const Status stopped = await([&](Done d) { hv->shutdown("vm-shutdown", 3s, std::move(d)); });
+  ASSERT_TRUE(stopped.ok()) << stopped.error().message;
+  EXPECT_FALSE(raw.defined("vm-shutdown"));
+  EXPECT_FALSE(contains(running(*hv), "vm-shutdown"));
+  loop_->runFor(200ms);
+  EXPECT_TRUE(listener.events.empty());
+}
+
+TEST_F(LibvirtHypervisorTest, ShutdownOfUnknownOrStoppedVmSucceeds) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RawConnection raw("test:///default");
+  Status result = await([&](Done d) { hv->shutdown("no-such-vm", 1s, std::move(d)); });
+  EXPECT_TRUE(result.ok()) << result.error().message;
+
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-shutdown-stopped")).ok());
+  ASSERT_TRUE(raw.destroy("vm-shutdown-stopped"));
+  result = await([&](Done d) { hv->shutdown("vm-shutdown-stopped", 1s, std::move(d)); });
+  EXPECT_TRUE(result.ok()) << result.error().message;
+  EXPECT_FALSE(raw.defined("vm-shutdown-stopped"));
+}
+
+TEST_F(LibvirtHypervisorTest, RebootAndResetKeepTheVmRunningWithoutEvent) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-reboot")).ok());
+  const Status rebooted = await([&](Done d) { hv->reboot("vm-reboot", std::move(d)); });
+  EXPECT_TRUE(rebooted.ok()) << rebooted.error().message;
+  const Status reset = await([&](Done d) { hv->reset("vm-reboot", std::move(d)); });
+  EXPECT_TRUE(reset.ok()) << reset.error().message;
+  EXPECT_EQ(raw.state("vm-reboot"), VIR_DOMAIN_RUNNING);
+  loop_->runFor(100ms);
+  EXPECT_TRUE(listener.events.empty());
+  ASSERT_TRUE(destroyVm(*hv, "vm-reboot").ok());
+}
+
+TEST_F(LibvirtHypervisorTest, OperationsOnUnknownVmFailNamingIt) {
+  auto hv = connect(privateUri());
+  ASSERT_TRUE(hv);
+  const std::vector<std::pair<std::string, std::function<void(Done)>>> operations = {
+      {"pause", [&](Done d) { hv->pause("vm-ghost", std::move(d)); }},
+      {"resume", [&](Done d) { hv->resume("vm-ghost", std::move(d)); }},
+      {"suspend", [&](Done d) { hv->suspend("vm-ghost", 1s, std::move(d)); }},
+      {"restore", [&](Done d) { hv->restore("vm-ghost", 1s, std::move(d)); }},
+      {"reboot", [&](Done d) { hv->reboot("vm-ghost", std::move(d)); }},
+      {"reset", [&](Done d) { hv->reset("vm-ghost", std::move(d)); }},
+  };
+  for (const auto& [name, operation] : operations) {
+    const Status result = await(operation);
+    ASSERT_FALSE(result.ok()) << name;
+    EXPECT_NE(result.error().message.find("vm-ghost"), std::string::npos) << name << ": " << result.error().message;
+  }
+  std::optional<Result<MigrationOutcome>> migrated;
+  MigrationOptions options;
+  options.destinationUri = "test:///default";
+  hv->migrate("vm-ghost", options, nullptr, [&](Result<MigrationOutcome> r) { migrated = std::move(r); });
+  ASSERT_TRUE(runUntil([&] { return migrated.has_value(); }));
+  ASSERT_FALSE(migrated->ok());
+  EXPECT_NE(migrated->error().message.find("vm-ghost"), std::string::npos) << migrated->error().message;
+}
+
+TEST_F(LibvirtHypervisorTest, OperationsOnStoppedVmFailCleanly) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-off")).ok());
+  ASSERT_TRUE(raw.destroy("vm-off"));
+  for (const auto& operation : std::vector<std::function<void(Done)>>{
+           [&](Done d) { hv->pause("vm-off", std::move(d)); },
+           [&](Done d) { hv->suspend("vm-off", 1s, std::move(d)); },
+           [&](Done d) { hv->reset("vm-off", std::move(d)); },
+       }) {
+    const Status result = await(operation);
+    ASSERT_FALSE(result.ok());
+    EXPECT_NE(result.error().message.find("vm-off"), std::string::npos) << result.error().message;
+  }
+  ASSERT_TRUE(destroyVm(*hv, "vm-off").ok());
+}
+
+TEST_F(LibvirtHypervisorTest, StatsListTheActiveVmsWithTheirState) {
+  auto hv = connect(privateUri());
+  ASSERT_TRUE(hv);
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-stats-a")).ok());
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-stats-b")).ok());
+  ASSERT_TRUE(await([&](Done d) { hv->pause("vm-stats-b", std::move(d)); }).ok());
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-stats-c")).ok());
+  ASSERT_TRUE(await([&](Done d) { hv->suspend("vm-stats-c", 1s, std::move(d)); }).ok());  // defined, not active
+
+  const Result<std::vector<VmStats>> result = stats(*hv);
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  std::map<std::string, VmStats> byName;
+  for (const VmStats& s : result.value()) byName[s.vm] = s;
+  ASSERT_EQ(byName.count("vm-stats-a"), 1u);
+  ASSERT_EQ(byName.count("vm-stats-b"), 1u);
+  EXPECT_EQ(byName.count("vm-stats-c"), 0u);
+  EXPECT_TRUE(byName["vm-stats-a"].running);
+  EXPECT_FALSE(byName["vm-stats-b"].running);  // paused
+  // libvirt 9's test driver gives only the state group: every figure reads 0, no disks, no NICs.
+  EXPECT_EQ(byName["vm-stats-a"].cpuTimeNs, 0u);
+  EXPECT_TRUE(byName["vm-stats-a"].nics.empty());
+
+  // Overlapping calls both answer with every active VM.
+  std::optional<Result<std::vector<VmStats>>> first, second;
+  hv->stats([&](Result<std::vector<VmStats>> r) { first = std::move(r); });
+  hv->stats([&](Result<std::vector<VmStats>> r) { second = std::move(r); });
+  ASSERT_TRUE(runUntil([&] { return first.has_value() && second.has_value(); }));
+  ASSERT_TRUE(first->ok() && second->ok());
+  EXPECT_EQ(first->value().size(), 2u);
+  EXPECT_EQ(second->value().size(), 2u);
+}
+
+TEST_F(LibvirtHypervisorTest, MigrateOnTheTestDriverFailsClearlyAndTheVmStays) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-migrate")).ok());
+  MigrationOptions options;
+  options.destinationUri = "test:///default";
+  options.migrationUri = "tcp://127.0.0.1";
+  options.destinationAgentSocketDir = (dir_.path() / "agent-b").string();
+  options.timeout = 3s;
+  std::optional<Result<MigrationOutcome>> first, second;
+  int progressCalls = 0;
+  hv->migrate(
+      "vm-migrate", options, [&](const MigrationProgress&) { ++progressCalls; },
+      [&](Result<MigrationOutcome> r) { first = std::move(r); });
+  // A second migration of the same VM while the first runs is refused.
+  hv->migrate("vm-migrate", options, nullptr, [&](Result<MigrationOutcome> r) { second = std::move(r); });
+  ASSERT_TRUE(runUntil([&] { return first.has_value() && second.has_value(); }));
+  ASSERT_FALSE(first->ok());
+  EXPECT_NE(first->error().message.find("virDomainMigrateToURI3 on vm-migrate"), std::string::npos)
+      << first->error().message;
+  EXPECT_NE(first->error().message.find("p2p migration is not supported"), std::string::npos) << first->error().message;
+  ASSERT_FALSE(second->ok());
+  EXPECT_NE(second->error().message.find("in progress"), std::string::npos) << second->error().message;
+  EXPECT_EQ(progressCalls, 0);
+  EXPECT_TRUE(contains(running(*hv), "vm-migrate"));
+
+  // Finished: the next one is accepted (and fails the same way).
+  std::optional<Result<MigrationOutcome>> third;
+  hv->migrate("vm-migrate", options, nullptr, [&](Result<MigrationOutcome> r) { third = std::move(r); });
+  ASSERT_TRUE(runUntil([&] { return third.has_value(); }));
+  ASSERT_FALSE(third->ok());
+  EXPECT_EQ(third->error().message.find("in progress"), std::string::npos) << third->error().message;
+  EXPECT_TRUE(listener.events.empty());
+  ASSERT_TRUE(destroyVm(*hv, "vm-migrate").ok());
+}
+
+TEST_F(LibvirtHypervisorTest, NoAnnounceWithoutQemuMonitor) {
+  auto hv = connect(privateUri());
+  ASSERT_TRUE(hv);
+  RecordingObserver observer(std::this_thread::get_id());
+  hv->setObserver(&observer);
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-announce")).ok());
+  ASSERT_TRUE(await([&](Done d) { hv->suspend("vm-announce", 1s, std::move(d)); }).ok());
+  ASSERT_TRUE(await([&](Done d) { hv->restore("vm-announce", 1s, std::move(d)); }).ok());
+  // The announce (skipped: the test driver has no QEMU monitor) queues behind on the VM's worker.
+  EXPECT_TRUE(contains(running(*hv), "vm-announce"));
+  ASSERT_TRUE(await([&](Done d) { hv->pause("vm-announce", std::move(d)); }).ok());
+  loop_->runFor(100ms);
+  EXPECT_TRUE(observer.announced.empty());
+  EXPECT_TRUE(observer.allOnLoopThread);
+}
+
+TEST_F(LibvirtHypervisorTest, DestructionWithNewOperationsInFlightDropsTheirCompletions) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  RecordingObserver observer(std::this_thread::get_id());
+  hv->setObserver(&observer);
+  int completions = 0;
+  MigrationOptions options;
+  options.destinationUri = "test:///default";
+  for (int i = 0; i < 10; ++i) {
+    const std::string name = "vm-inflight-ops-" + std::to_string(i);
+    hv->start(vmSpec(name), std::nullopt, [&](Status) { ++completions; });
+    hv->pause(name, [&](Status) { ++completions; });
+    hv->resume(name, [&](Status) { ++completions; });
+    hv->migrate(
+        name, options, [&](const MigrationProgress&) { ++completions; },
+        [&](Result<MigrationOutcome>) { ++completions; });
+    hv->stats([&](Result<std::vector<VmStats>>) { ++completions; });
+    hv->shutdown(name, 1s, [&](Status) { ++completions; });
+  }
+  hv.reset();
+  loop_->runFor(300ms);
+  EXPECT_EQ(completions, 0);
+  EXPECT_TRUE(observer.rebooted.empty());
+  EXPECT_TRUE(observer.announced.empty());
 }
 
 TEST_F(LibvirtHypervisorTest, ConnectAgainAfterDestructionWorks) {

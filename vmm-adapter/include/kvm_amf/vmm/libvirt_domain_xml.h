@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "kvm_amf/amf/model/config.h"
 #include "kvm_amf/common/result.h"
@@ -32,5 +33,10 @@ struct DomainOptions {
 // example a size that is not a whole number of KiB, a control character in a string, a diag288
 // watchdog on x86). Every string is escaped. Deterministic: the same input gives the same bytes.
 Result<std::string> domainXml(const model::VmSpec& vm, const DomainOptions& options);
+
+// `value` escaped for XML element text and single- or double-quoted attributes (`& < > ' "`, and
+// tab, newline and carriage return as character references). A string XML 1.0 cannot carry
+// (invalid UTF-8, another control character) is an error saying which.
+Result<std::string> escapeXml(std::string_view value);
 
 }  // namespace kvm_amf::vmm

@@ -13,12 +13,13 @@ struct Error {
   std::string message;
 };
 
-// Either a value of T or an Error. REQUIRES: value() only when ok(), error() only when !ok().
-template <typename T>
+// Either a value of T or an error E (an Error unless a part needs more, e.g. a kind to choose an
+// exit code by). REQUIRES: value() only when ok(), error() only when !ok().
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
-  Result(Error error) : state_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : state_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(state_); }
   explicit operator bool() const { return ok(); }
@@ -35,13 +36,13 @@ class [[nodiscard]] Result {
     assert(ok());
     return std::get<T>(std::move(state_));
   }
-  const Error& error() const {
+  const E& error() const {
     assert(!ok());
-    return std::get<Error>(state_);
+    return std::get<E>(state_);
   }
 
  private:
-  std::variant<T, Error> state_;
+  std::variant<T, E> state_;
 };
 
 // Success, or an Error.

@@ -1,0 +1,89 @@
+// amfd: the kvm-amf node manager of one host (docs/amfd.md). Options on the command line, or in
+// a file (--conf FILE, `key = value` lines with the long option names).
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "kvm_amf/daemon/amfd.h"
+
+namespace {
+
+int run(int argc, char** argv) {
+  CLI::App app{"amfd: the kvm-amf node manager of one host"};
+  app.set_config("--conf", "", "a file of options (key = value, the long option names)");
+  kvm_amf::daemon::AmfdOptions options;
+  options.admin.ipcPath = "/run/kvm-amf/admin.sock";
+  options.admin.eventsPath = "/run/kvm-amf/events.sock";
+  options.libvirt.domain.agentSocketDir = "/run/kvm-amf/agents";
+  long firstHeartbeatS = 120;
+  long corosyncWaitS = 30;
+  app.add_option("--node", options.node, "this host's name in the Cluster document")->required();
+  app.add_option("--config", options.configFiles, "the cluster's YAML files")->required();
+  app.add_option("--state-dir", options.stateDir, "where the replicated state is kept")->capture_default_str();
+  app.add_option("--admin-socket", options.admin.ipcPath, "the admin API's socket")->capture_default_str();
+  app.add_option("--admin-group", options.admin.group, "a group allowed to use the admin API besides root");
+  app.add_option("--events-socket", options.admin.eventsPath, "the event stream's socket")->capture_default_str();
+  app.add_option("--admin-tcp", options.admin.tcpEndpoint, "tcp://ADDR:PORT for remote administration (CURVE)");
+  app.add_option("--curve-secret-key", options.admin.curveSecretKey, "the server's CURVE secret key (Z85)");
+  app.add_option("--curve-client-key", options.admin.curveClientKeys, "a client's CURVE public key (Z85)");
+  app.add_option("--libvirt-uri", options.libvirt.uri, "libvirt's URI")->capture_default_str();
+  app.add_option("--agent-dir", options.libvirt.domain.agentSocketDir, "the guest agents' sockets")
+      ->capture_default_str();
+  app.add_flag("--kvm", options.libvirt.domain.kvm, "domain type kvm (default: qemu, TCG)");
+  app.add_option("--first-heartbeat", firstHeartbeatS, "seconds a guest may take to its first heartbeat")
+      ->capture_default_str();
+  app.add_option("--corosync-wait", corosyncWaitS, "seconds to wait for Corosync at start")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  options.firstHeartbeatTimeout = std::chrono::seconds(firstHeartbeatS);
+
+  // SIGTERM and SIGINT end amfd cleanly (the VMs keep running); read on the loop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto created = kvm_amf::EventLoop::create();
+  if (!created.ok()) {
+    std::fprintf(stderr, "amfd: %s\n", created.error().message.c_str());
+    return 1;
+  }
+  kvm_amf::EventLoop& loop = *created.value();
+  std::unique_ptr<kvm_amf::daemon::Amfd> amfd;
+  kvm_amf::daemon::StartError error{kvm_amf::daemon::StartError::Kind::kUnavailable, ""};
+  // Corosync may still be starting: services missing are tried again for --corosync-wait.
+  for (long attempt = 0;; ++attempt) {
+    amfd = kvm_amf::daemon::Amfd::start(loop, options, error);
+    if (amfd || error.kind == kvm_amf::daemon::StartError::Kind::kConfiguration) break;
+    if (attempt >= corosyncWaitS * 10) break;
+    if (attempt == 0) std::fprintf(stderr, "amfd: %s; waiting\n", error.message.c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!amfd) {
+    std::fprintf(stderr, "amfd: %s\n", error.message.c_str());
+    return error.kind == kvm_amf::daemon::StartError::Kind::kConfiguration ? 65 : 69;
+  }
+  const int signalFd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  (void)loop.watch(signalFd, [&] {
+    signalfd_siginfo info{};
+    while (read(signalFd, &info, sizeof info) == sizeof info) {
+      std::fprintf(stderr, "amfd: signal %u, stopping (VMs keep running)\n", info.ssi_signo);
+      loop.stop();
+    }
+  });
+  loop.run();
+  loop.unwatch(signalFd);
+  close(signalFd);
+  amfd.reset();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }

@@ -1,0 +1,124 @@
+#include "kvm_amf/daemon/amfd.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "kvm_amf/amf/config/loader.h"
+#include "kvm_amf/amf/node/disk_state_store.h"
+#include "kvm_amf/amf/node/node_manager.h"
+#include "kvm_amf/cluster/command_fence_agent.h"
+#include "kvm_amf/cluster/corosync_group.h"
+#include "kvm_amf/daemon/admin_service.h"
+#include "kvm_amf/vmm/socket_guest_channel.h"
+
+namespace kvm_amf::daemon {
+
+// Declared in the order they are built; destroyed in reverse: the admin API closes first, the
+// node manager leaves the group before its parts go.
+struct Amfd::Parts {
+  std::unique_ptr<cluster::CorosyncGroup> group;
+  std::unique_ptr<cluster::CommandFenceAgent> fence;
+  std::unique_ptr<vmm::LibvirtHypervisor> hypervisor;
+  std::unique_ptr<vmm::SocketGuestChannel> guests;
+  std::unique_ptr<node::DiskStateStore> store;
+  std::unique_ptr<AdminService> service;
+  std::unique_ptr<node::NodeManager> manager;
+  std::unique_ptr<admin::AdminServer> server;
+};
+
+namespace {
+
+void logLine(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+
+}  // namespace
+
+std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, StartError& error) {
+  auto fail = [&error](StartError::Kind kind, std::string message) -> std::unique_ptr<Amfd> {
+    error = StartError{kind, std::move(message)};
+    return nullptr;
+  };
+  config::LoadResult loaded = config::loadConfigurationFiles(options.configFiles);
+  if (!loaded.ok()) {
+    std::string all;
+    for (const auto& e : loaded.errors) all += (all.empty() ? "" : "\n") + e.str();
+    return fail(StartError::Kind::kConfiguration, all);
+  }
+  if (!loaded.config.cluster)
+    return fail(StartError::Kind::kConfiguration, "the configuration has no Cluster document");
+  auto configuration = std::make_shared<const model::Configuration>(std::move(loaded.config));
+  bool known = false;
+  for (const auto& n : configuration->cluster->nodes) known = known || n.name == options.node;
+  if (!known) return fail(StartError::Kind::kConfiguration, "the Cluster document has no node '" + options.node + "'");
+
+  std::error_code ec;
+  std::filesystem::create_directories(options.stateDir, ec);
+  if (ec) return fail(StartError::Kind::kUnavailable, "state directory " + options.stateDir + ": " + ec.message());
+  std::filesystem::create_directories(options.libvirt.domain.agentSocketDir, ec);
+  if (ec) {
+    return fail(StartError::Kind::kUnavailable,
+                "agent socket directory " + options.libvirt.domain.agentSocketDir + ": " + ec.message());
+  }
+  const std::string statePath = options.stateDir + "/state";
+  std::optional<engine::ClusterState> initial;
+  Result<std::optional<engine::ClusterState>> stored = node::DiskStateStore::load(statePath);
+  if (!stored.ok()) {
+    logLine("refusing the stored state, taking it from the peers: " + stored.error().message);
+  } else if (stored.value()) {
+    initial = std::move(*stored.value());
+  } else {
+    initial = engine::initialState(configuration, 1);
+  }
+
+  auto parts = std::make_unique<Parts>();
+  Result<std::unique_ptr<cluster::CorosyncGroup>> group = cluster::CorosyncGroup::connect(loop);
+  if (!group.ok()) return fail(StartError::Kind::kUnavailable, group.error().message);
+  parts->group = std::move(group.value());
+  if (auto named = parts->group->nodeNames().find(parts->group->localNodeId());
+      named != parts->group->nodeNames().end() && named->second != options.node) {
+    return fail(StartError::Kind::kConfiguration, "Corosync calls this host " + named->second + " (node id " +
+                                                      std::to_string(parts->group->localNodeId()) + "), not " +
+                                                      options.node);
+  }
+  parts->fence = std::make_unique<cluster::CommandFenceAgent>(loop);
+  Result<std::unique_ptr<vmm::LibvirtHypervisor>> hypervisor = vmm::LibvirtHypervisor::connect(loop, options.libvirt);
+  if (!hypervisor.ok()) return fail(StartError::Kind::kUnavailable, hypervisor.error().message);
+  parts->hypervisor = std::move(hypervisor.value());
+  vmm::SocketGuestChannelOptions channel;
+  channel.socketDir = options.libvirt.domain.agentSocketDir;
+  channel.firstHeartbeatTimeout = options.firstHeartbeatTimeout;
+  channel.logger = [](const std::string& vm, const std::string& line) { logLine("guest " + vm + ": " + line); };
+  parts->guests = std::make_unique<vmm::SocketGuestChannel>(loop, std::move(channel));
+  parts->store = std::make_unique<node::DiskStateStore>(loop, statePath);
+  parts->service = std::make_unique<AdminService>(options.node);
+  node::NodeManagerDeps deps{&loop,
+                             parts->group.get(),
+                             parts->fence.get(),
+                             parts->hypervisor.get(),
+                             parts->guests.get(),
+                             parts->store.get(),
+                             parts->service.get()};
+  parts->manager = std::make_unique<node::NodeManager>(options.node, deps, std::move(initial));
+  admin::AdminServerOptions adminOptions = options.admin;
+  if (!adminOptions.logger) adminOptions.logger = logLine;
+  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::create(loop, adminOptions, *parts->service);
+  if (!server.ok()) return fail(StartError::Kind::kUnavailable, server.error().message);
+  parts->server = std::move(server.value());
+  parts->service->attach(parts->manager.get(), parts->server.get());
+  if (Status joined = parts->manager->start(); !joined.ok()) {
+    return fail(StartError::Kind::kUnavailable, joined.error().message);
+  }
+  logLine("node " + options.node + " started; admin API at " + adminOptions.ipcPath);
+  return std::unique_ptr<Amfd>(new Amfd(std::move(parts)));
+}
+
+Amfd::Amfd(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Amfd::~Amfd() {
+  parts_->server.reset();  // no more requests
+  parts_->manager->stop();
+}
+
+}  // namespace kvm_amf::daemon

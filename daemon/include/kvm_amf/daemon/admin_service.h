@@ -1,0 +1,42 @@
+// The admin API's requests served by one amfd (docs/admin-api.md): commands go to the director
+// through the replicated stream (any host's amfd answers), `status` is read from this host's
+// copy of the replicated state; what the node manager applies is published on the event stream.
+#pragma once
+
+#include <string>
+
+#include "kvm_amf/admin/admin_server.h"
+#include "kvm_amf/amf/node/node_manager.h"
+
+namespace kvm_amf::daemon {
+
+class AdminService : public admin::AdminHandler, public node::NodeObserver {
+ public:
+  explicit AdminService(std::string node) : node_(std::move(node)) {}
+
+  // REQUIRES: set before the first request or observer call; both outlive this service's use.
+  void attach(node::NodeManager* manager, admin::AdminServer* server) {
+    manager_ = manager;
+    server_ = server;
+  }
+
+  // Query{what:"status"}: OK with the status document (engine/status.h) plus "node" and
+  // "synced"; UNAVAILABLE while this amfd is not synchronised with a quorate group. Command:
+  // parsed (INVALID if it does not parse), then submitted: OK or REFUSED with the director's
+  // answer; UNAVAILABLE without quorum. Apply, Diff, Delete: REFUSED (not supported yet).
+  void onRequest(const admin::proto::Request& request, const admin::Peer& peer,
+                 std::function<void(admin::proto::Reply)> reply) override;
+
+  void onView(const engine::View& view) override;
+  void onApplied(const engine::Envelope& message, const engine::ClusterState& state) override;
+  void onSynced(const engine::ClusterState& state) override;
+
+ private:
+  void publish(const std::string& type, const std::string& text, const std::string& json = "");
+
+  std::string node_;
+  node::NodeManager* manager_ = nullptr;
+  admin::AdminServer* server_ = nullptr;
+};
+
+}  // namespace kvm_amf::daemon

@@ -1,0 +1,100 @@
+// The status document amf-admin shows (engine/status.h): built from a real state.
+#include "kvm_amf/amf/engine/status.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvm_amf/amf/config/loader.h"
+
+namespace kvm_amf::engine {
+namespace {
+
+using nlohmann::json;
+
+ClusterState exampleState() {
+  std::vector<std::string> paths;
+  for (const char* file : {"cluster.yaml", "sg-mme.yaml", "sg-lb.yaml", "sg-oam.yaml", "sg-sgw.yaml"}) {
+    paths.push_back(std::string(KVM_AMF_SOURCE_DIR "/examples/") + file);
+  }
+  config::LoadResult loaded = config::loadConfigurationFiles(paths);
+  EXPECT_TRUE(loaded.ok());
+  return initialState(std::make_shared<const model::Configuration>(std::move(loaded.config)), 1);
+}
+
+const json& named(const json& list, const std::string& name) {
+  for (const auto& entry : list) {
+    if (entry["name"] == name) return entry;
+  }
+  static const json kNone;
+  ADD_FAILURE() << "no " << name;
+  return kNone;
+}
+
+TEST(StatusDocumentTest, ShowsPlacementsAssignmentsAndTheView) {
+  ClusterState s = exampleState();
+  s.nodes.at("node1").status = NodeStatus::kUp;
+  s.nodes.at("node2").status = NodeStatus::kUp;
+  s.nodes.at("node3").status = NodeStatus::kLost;
+  s.nodes.at("node3").alarm = "fence agent failed: exit 1";
+  s.sus.at("mme-a").node = "node1";
+  s.vms.at("mme-a-vm").node = "node1";
+  s.vms.at("mme-a-vm").presence = PresenceState::kInstantiated;
+  s.sis.at("mme-si").assignments = {{"mme-a", HaState::kActive, true}, {"mme-b", HaState::kStandby, false}};
+  View view;
+  view.self = 1;
+  view.group = {1, 2};
+  view.hosts = {1, 2};
+  view.quorate = true;
+  view.clusterSize = 3;
+
+  const json doc = statusDocument(s, view);
+  EXPECT_EQ(doc["quorate"], true);
+  EXPECT_EQ(doc["director"], "node1");
+  EXPECT_EQ(named(doc["nodes"], "node3")["status"], "lost");
+  EXPECT_EQ(named(doc["nodes"], "node3")["member"], false);
+  EXPECT_EQ(named(doc["nodes"], "node2")["amfd"], true);
+  const json& mmeA = named(doc["sus"], "mme-a");
+  EXPECT_EQ(mmeA["node"], "node1");
+  EXPECT_EQ(mmeA["sg"], "mme");
+  EXPECT_EQ(mmeA["ha"]["mme-si"], "active");
+  EXPECT_EQ(mmeA["presence"], "instantiated");
+  EXPECT_TRUE(named(doc["sus"], "mme-b")["node"].is_null());
+  const json& si = named(doc["sis"], "mme-si");
+  ASSERT_EQ(si["assignments"].size(), 2u);
+  EXPECT_EQ(si["assignments"][1]["acked"], false);
+  EXPECT_EQ(named(doc["sgs"], "mme")["model"], "2N");
+  EXPECT_EQ(named(doc["vms"], "mme-a-vm")["node"], "node1");
+
+  // Problems: the lost host with its alarm; every SI without an acknowledged active, not mme-si.
+  const std::vector<std::string> problems = doc["problems"].get<std::vector<std::string>>();
+  auto has = [&](const std::string& text) {
+    return std::find(problems.begin(), problems.end(), text) != problems.end();
+  };
+  EXPECT_TRUE(has("node/node3 is lost: fence agent failed: exit 1"));
+  EXPECT_FALSE(has("si/mme-si is not served: no active assignment"));
+  for (const auto& [name, other] : s.sis) {
+    if (name != "mme-si") {
+      EXPECT_TRUE(has("si/" + name + " is not served: no active assignment")) << name;
+    }
+  }
+}
+
+TEST(StatusDocumentTest, NoDirectorWithoutQuorum) {
+  const ClusterState s = exampleState();
+  View view;
+  view.self = 2;
+  view.group = {2};
+  view.hosts = {2};
+  view.quorate = false;
+  view.clusterSize = 3;
+  const json doc = statusDocument(s, view);
+  EXPECT_EQ(doc["quorate"], false);
+  EXPECT_TRUE(doc["director"].is_null());
+}
+
+}  // namespace
+}  // namespace kvm_amf::engine

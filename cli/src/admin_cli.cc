@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -11,7 +12,11 @@
 #include <filesystem>
 #include <optional>
 #include <ostream>
+#include <utility>
+#include <vector>
 
+#include "cluster_verbs.h"
+#include "kvm_amf/admin/admin_client.h"
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/amf/config/serialize.h"
 #include "kvm_amf/amf/model/units.h"
@@ -26,7 +31,44 @@ namespace {
 struct GlobalOptions {
   std::string endpoint;
   std::string output = "table";
+  std::string timeout = "30s";  // for each request to amfd
 };
+
+// A verb that sends one AMF admin or VM operation: its first word and what follows it.
+struct OperationVerb {
+  const char* word;
+  const char* description;
+  CLI::App* app = nullptr;
+  std::vector<std::string> words{};  // the target (and a vm operation's word), checked by parseAdminCommand
+};
+
+// The words of the operation, as parseAdminCommand reads them.
+std::string operationWords(const OperationVerb& verb) {
+  std::string text = verb.word;
+  for (const auto& word : verb.words) text += " " + word;
+  return text;
+}
+
+struct MigrateOptions {
+  std::vector<std::string> words;  // the unit
+  CLI::Option* to = nullptr;
+  CLI::Option* maxDowntime = nullptr;
+  CLI::Option* timeout = nullptr;
+  std::string toText;
+  std::string maxDowntimeText;
+  std::string timeoutText;
+};
+
+// `migrate`'s words; an option given is passed on as --opt=VALUE, so that an empty value is
+// reported as missing.
+std::string migrateWords(const MigrateOptions& m) {
+  std::string text = "migrate";
+  for (const auto& word : m.words) text += " " + word;
+  if (m.to->count() > 0) text += " --to=" + m.toText;
+  if (m.maxDowntime->count() > 0) text += " --max-downtime=" + m.maxDowntimeText;
+  if (m.timeout->count() > 0) text += " --timeout=" + m.timeoutText;
+  return text;
+}
 
 void printSummary(const model::Configuration& config, std::ostream& out) {
   std::size_t units = 0;
@@ -204,7 +246,9 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   app.require_subcommand(1, 1);
   GlobalOptions options;
   options.endpoint = endpointEnv;
-  app.add_option("--endpoint", options.endpoint, "amfd admin endpoint (default: the local amfd; env AMF_ENDPOINT)");
+  app.add_option("--endpoint", options.endpoint,
+                 "amfd's admin endpoint (default: the local amfd's, " + std::string(admin::kDefaultAdminEndpoint) +
+                     "; env AMF_ENDPOINT)");
   app.add_option("-o,--output", options.output, "output format")->check(CLI::IsMember({"table", "json", "yaml"}));
 
   std::vector<std::string> files;
@@ -222,6 +266,56 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   corosyncVerb->add_option("--log-file", corosync.logFile, "log to this file instead of stderr");
   corosyncVerb->add_option("--out", corosync.outFile, "write here (atomically) instead of to stdout");
   corosyncVerb->fallthrough();
+
+  // The verbs that talk to amfd (cluster_verbs.h).
+  app.add_option("--timeout", options.timeout, "how long to wait for amfd's reply (default 30s)");
+  CLI::App* statusVerb =
+      app.add_subcommand("status", "the cluster at a glance: quorum, director, problems, hosts, service groups");
+  statusVerb->fallthrough();
+
+  std::string getKind;
+  std::string getName;
+  CLI::App* getVerb = app.add_subcommand("get", "one kind's objects, or one object, from amfd's status");
+  getVerb->add_option("kind", getKind, "nodes, sgs, sus, sis or vms (or node, sg, su, si, vm)")->required();
+  getVerb->add_option("name", getName, "one object's name");
+  getVerb->fallthrough();
+
+  std::array<OperationVerb, 10> operations = {{
+      {"lock", "AMF admin operation: lock TARGET"},
+      {"unlock", "AMF admin operation: unlock TARGET"},
+      {"lock-in", "AMF admin operation: lock instantiation of TARGET"},
+      {"unlock-in", "AMF admin operation: unlock instantiation of TARGET"},
+      {"shutdown", "AMF admin operation: shut TARGET down (its assignments leave gracefully)"},
+      {"restart", "AMF admin operation: restart su/NAME or vm/NAME"},
+      {"repaired", "AMF admin operation: node/NAME or su/NAME is repaired (clears disabled)"},
+      {"si-swap", "swap the active and standby assignments of si/NAME"},
+      {"sg-adjust", "move sg/NAME's assignments to their preferred units"},
+      {"vm", "VM operation: vm start|shutdown|destroy|pause|resume|suspend|reboot|reset vm/NAME"},
+  }};
+  for (OperationVerb& verb : operations) {
+    verb.app = app.add_subcommand(verb.word, verb.description);
+    verb.app->add_option("words", verb.words, "the target (vm: the operation, then the target)");
+    verb.app->fallthrough();
+  }
+
+  MigrateOptions migrate;
+  CLI::App* migrateVerb =
+      app.add_subcommand("migrate", "live-migrate su/NAME's VMs: migrate su/NAME --to node/NAME [--max-downtime D]");
+  migrateVerb->add_option("unit", migrate.words, "su/NAME");
+  migrate.to = migrateVerb->add_option("--to", migrate.toText, "the destination, node/NAME");
+  migrate.maxDowntime = migrateVerb->add_option("--max-downtime", migrate.maxDowntimeText, "e.g. 200ms");
+  migrate.timeout = migrateVerb->add_option(
+      "--timeout", migrate.timeoutText, "how long the migration may take (the reply's is --timeout before the verb)");
+  migrateVerb->fallthrough();
+
+  bool follow = false;
+  std::string eventsEndpoint;
+  CLI::App* eventsVerb = app.add_subcommand("events", "print amfd's events, one a line (1 s of them, or --follow)");
+  eventsVerb->add_flag("--follow", follow, "keep printing until interrupted");
+  eventsVerb->add_option(
+      "--events", eventsEndpoint,
+      "the events endpoint (default: beside --endpoint, " + std::string(admin::kDefaultEventsEndpoint) + ")");
+  eventsVerb->fallthrough();
 
   std::vector<std::string> argv_storage;
   argv_storage.reserve(args.size() + 1);
@@ -244,6 +338,26 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
 
   if (validate->parsed()) return validateFiles(files, options, out, err);
   if (corosyncVerb->parsed()) return corosyncConfFiles(corosync, out, err);
+
+  ClusterOptions cluster;
+  cluster.endpoint = options.endpoint.empty() ? admin::kDefaultAdminEndpoint : options.endpoint;
+  cluster.eventsEndpoint = eventsEndpoint;
+  cluster.output = options.output;
+  std::optional<Duration> timeout = model::parseDuration(options.timeout);
+  if (!timeout || *timeout <= Duration(0)) {
+    err << "amf-admin: --timeout: '" << options.timeout
+        << "' is not a duration above 0: a number with a unit ms, s, m or h (e.g. 300ms, 5s)\n";
+    return kExitUsage;
+  }
+  cluster.timeout = *timeout;
+
+  if (statusVerb->parsed()) return showStatus(cluster, out, err);
+  if (getVerb->parsed()) return getObjects(cluster, getKind, getName, out, err);
+  for (const OperationVerb& verb : operations) {
+    if (verb.app->parsed()) return runOperation(operationWords(verb), cluster, out, err);
+  }
+  if (migrateVerb->parsed()) return runOperation(migrateWords(migrate), cluster, out, err);
+  if (eventsVerb->parsed()) return streamEvents(cluster, follow, out, err);
   return kExitUsage;
 }
 

@@ -737,6 +737,12 @@ class AdminPermissionTest : public AdminTest {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (child processes change their uid)";
+#if defined(__SANITIZE_ADDRESS__)
+    // The children run test code after fork() in a process with ZeroMQ's threads; under
+    // AddressSanitizer such a child can hang in the allocator (a lock held by another thread at
+    // the fork). The normal build runs these tests.
+    GTEST_SKIP() << "fork without exec of a multithreaded process under AddressSanitizer";
+#endif
     AdminTest::SetUp();
     // The children must reach the socket files through the test's directory.
     ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);

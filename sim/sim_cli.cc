@@ -7,6 +7,7 @@
 
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/amf/config/scenario_loader.h"
+#include "kvm_amf/amf/model/admin_command.h"
 #include "kvm_amf/amf/model/units.h"
 #include "kvm_amf/sim/fuzz.h"
 #include "kvm_amf/sim/world.h"
@@ -36,6 +37,53 @@ int run(const std::string& path, std::optional<std::uint64_t> seed, const std::s
     out << reportText(result.report);
   }
   return result.violations.empty() && result.unmet.empty() ? kOk : kFailed;
+}
+
+// The scenario as amf-lab runs it for real: every time in milliseconds, faults as their canonical
+// words plus their parts, admin steps as amf-admin's words.
+nlohmann::ordered_json planOf(const model::Scenario& scenario) {
+  using nlohmann::ordered_json;
+  ordered_json steps = ordered_json::array();
+  for (const auto& step : scenario.steps) {
+    ordered_json out = {{"atMs", step.at.count()}, {"text", step.text}};
+    if (const auto* fault = std::get_if<model::Fault>(&step.action)) {
+      const std::string words = config::formatFault(*fault);
+      out["fault"] = {{"kind", words.substr(0, words.find(' '))},
+                      {"node", fault->node},
+                      {"vm", fault->vm},
+                      {"groups", fault->groups},
+                      {"op", std::string(config::faultOpWord(fault->op))},
+                      {"count", fault->count}};
+    } else {
+      out["admin"] = model::formatAdminCommand(std::get<model::AdminCommand>(step.action));
+    }
+    steps.push_back(std::move(out));
+  }
+  ordered_json maxOutage = ordered_json::object();
+  for (const auto& [si, bound] : scenario.expect.maxOutage) maxOutage[si] = bound.count();
+  const auto& t = scenario.timing;
+  return {{"config", scenario.config},
+          {"seed", scenario.seed},
+          {"untilMs", scenario.until.count()},
+          {"timing",
+           {{"vmStartMs", t.vmStart.count()},
+            {"vmStopMs", t.vmStop.count()},
+            {"migrateMs", t.migrate.count()},
+            {"fenceMs", t.fence.count()},
+            {"bootMs", t.boot.count()}}},
+          {"steps", steps},
+          {"expect", {{"final", scenario.expect.final}, {"maxOutageMs", maxOutage}}}};
+}
+
+int plan(const std::string& path, std::ostream& out, std::ostream& err) {
+  config::ScenarioLoadResult loaded = config::loadScenarioFile(path);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) err << e.str() << "\n";
+    err << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors") << "\n";
+    return kDataError;
+  }
+  out << planOf(loaded.scenario).dump(2) << "\n";
+  return kOk;
 }
 
 int fuzz(const std::vector<std::string>& files, std::uint64_t seeds, std::uint64_t firstSeed, int faults,
@@ -101,6 +149,11 @@ int runSimCli(const std::vector<std::string>& args, std::ostream& out, std::ostr
   runCommand->add_option("--seed", seed, "override the scenario's seed");
   runCommand->add_option("-o,--output", format, "output format")->check(CLI::IsMember({"json", "text"}));
 
+  std::string planPath;
+  CLI::App* planCommand =
+      app.add_subcommand("plan", "print a scenario as amf-lab runs it (JSON): its config, times and steps");
+  planCommand->add_option("scenario", planPath, "scenario YAML")->required();
+
   std::vector<std::string> files;
   std::uint64_t seeds = 100;
   std::uint64_t firstSeed = 1;
@@ -132,6 +185,7 @@ int runSimCli(const std::vector<std::string>& args, std::ostream& out, std::ostr
     return kUsage;
   }
   if (runCommand->parsed()) return run(scenarioPath, seed, format, out, err);
+  if (planCommand->parsed()) return plan(planPath, out, err);
   return fuzz(files, seeds, firstSeed, faults, duration, keep, out, err, wallSeconds);
 }
 

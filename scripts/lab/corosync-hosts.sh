@@ -4,12 +4,14 @@
 # Used by tests and by the lab tool. Needs root, iproute2, util-linux (unshare), nftables, corosync.
 #
 #   corosync-hosts.sh up DIR PREFIX N [--token MS] [--no-crypto] [--subnet A.B.C] [--wait SEC]
+#                        [--cluster FILE]
 #       Namespaces PREFIXhub (bridge br0) and PREFIX1..PREFIXN; host I has address A.B.C.I/24 on
 #       its veth c<I> (the hub side is h<I>). A.B.C defaults to 10.X.0 with X derived from PREFIX.
 #       Writes DIR/cluster.yaml (nodes node1..nodeN, ids 1..N, membership.token MS, default 300,
-#       fencing self), makes DIR/hostI/corosync.conf with amf-admin corosync-conf (binary:
-#       $AMF_ADMIN, else build/cmd/amf-admin/amf-admin in this repository; crypto on unless
-#       --no-crypto, shared key DIR/authkey), starts every corosync, and waits up to SEC seconds
+#       fencing self), or copies FILE there (a Cluster document whose node I has address A.B.C.I),
+#       makes DIR/hostI/corosync.conf with amf-admin corosync-conf (binary: $AMF_ADMIN, else
+#       build/cmd/amf-admin/amf-admin in this repository; crypto on unless --no-crypto, shared key
+#       DIR/authkey), starts every corosync, and waits up to SEC seconds
 #       (default 20) until host 1 sees all N nodes and quorum. Prints the time that took.
 #   corosync-hosts.sh down DIR PREFIX
 #       SIGTERM to everything running in the namespaces, SIGKILL after 5 s, delete the namespaces.
@@ -37,7 +39,7 @@ readonly LAB_SCRIPT=corosync-hosts.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
-  sed -n '6,26p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '6,29p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 64
 }
 
@@ -101,9 +103,10 @@ membership() {
 cmd_up() {
   local dir=$1 prefix=$2 n=$3
   shift 3
-  local token=300 crypto=true subnet="" wait_s=20
+  local token=300 crypto=true subnet="" wait_s=20 cluster=""
   while (($#)); do
     case $1 in
+      --cluster) cluster=${2:?--cluster needs a file}; shift 2 ;;
       --token) token=${2:?--token needs a value in ms}; shift 2 ;;
       --no-crypto) crypto=false; shift ;;
       --subnet) subnet=${2:?--subnet needs A.B.C}; shift 2 ;;
@@ -128,7 +131,9 @@ cmd_up() {
 
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  {
+  if [[ -n $cluster ]]; then
+    cp "$cluster" "$dir/cluster.yaml" || die "up: cannot copy $cluster"
+  else {
     echo "# The lab's Cluster document, written by corosync-hosts.sh up."
     echo "apiVersion: kvm-amf/v1"
     echo "kind: Cluster"
@@ -145,6 +150,7 @@ cmd_up() {
     echo "  fencing:"
     echo "    mode: self"
   } >"$dir/cluster.yaml"
+  fi
 
   ip netns add "$hub"
   ip -n "$hub" link set lo up

@@ -1,110 +1,297 @@
 #!/usr/bin/env python3
-"""amfd on a real three-host cluster (tests/lab/cluster_lab.py): Corosync, libvirt, QEMU guests
-with the agent, amf-admin over the admin API, and a client on the service network.
+"""amfd on a real three-host lab (amf-lab, scripts/lab/amf_lab): Corosync, libvirt, QEMU test guests
+with the agent, the lab's fence agent, amf-admin, and the client's probes of the service addresses.
+The configuration is examples/lab/ with its paths moved into the test's directory.
 
-Usage: amfd_test.py CASE   (root; AMF_AMFD, AMF_ADMIN, AMF_GUEST_IMAGE, AMF_LIBVIRT_CACHE from ctest)
-Cases:
-  vm-kill   a 2N pair of test guests: the active unit's guest takes the SI's service IP through
-            its hook; its QEMU is killed; the standby becomes active and the client reaches the
-            service IP again; amf-admin status shows one active at every step
+Usage: amfd_test.py CASE   (root; AMF_LAB, AMF_AMFD, AMF_ADMIN, AMF_SIM, AMF_AGENT, AMF_GUEST_IMAGE and
+AMF_LIBVIRT_CACHE from ctest)
+
+Every case runs with a watcher that reads amf-admin status and the hosts' QEMUs every 200 ms and
+fails the case if status ever shows two active assignments of one SI, a VM runs on two hosts, or
+status places a VM on a host where it does not run (or the other way round) for longer than the
+failure detection allows.
 """
 import os
 import sys
+import tempfile
+import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_lab import ClusterLab, check, now_ms  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
+from amf_lab.lab import Lab, Tools  # noqa: E402
+from amf_lab.probe import Probe, client_outage  # noqa: E402
+from amf_lab.util import now_ms, run, wait_for  # noqa: E402
 
-SERVICE_IP = "10.231.0.100"
-
-
-def pair_groups(lab):
-    return """apiVersion: kvm-amf/v1
-kind: ServiceGroup
-metadata:
-  name: pair
-spec:
-  redundancy: {model: 2N}
-  nodeGroup: all
-  recovery: {vmRestartMax: 0, defaultAction: failover}
-  health:
-    heartbeat: {interval: 200ms, timeout: 1s}
-  units:
-    - name: pair-a
-      nodes: [node1, node2, node3]
-      vms:
-%s    - name: pair-b
-      nodes: [node2, node3, node1]
-      vms:
-%s  serviceInstances:
-    - name: pair-si
-      attributes: {ip: %s/24}
-""" % (lab.vm_yaml("pair-a-vm", 1), lab.vm_yaml("pair-b-vm", 2), SERVICE_IP)
+SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MME_IP = "10.90.0.100"
+OAM_IP = "10.90.3.100"
+MACS = {"mme-a": "52:54:00:01:00:01", "mme-b": "52:54:00:01:00:02", "oam-1": "52:54:00:04:00:01"}
+MISMATCH_GRACE_MS = 3000  # status may lag the truth by the detection time, not more
 
 
-def served(lab, si):
-    """(active SU, its host) once `si` is active and acknowledged, as host 1's amfd sees it."""
-    status = lab.status(1)
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def configuration(directory):
+    """examples/lab/*.yaml with the guest image, consoles and disks in the test's directory."""
+    image = os.environ["AMF_GUEST_IMAGE"]
+    files = []
+    for name in ("cluster.yaml", "sg-mme.yaml", "sg-oam.yaml"):
+        with open(os.path.join(SOURCE, "examples", "lab", name)) as f:
+            text = f.read()
+        text = (text.replace("/var/lib/kvm-amf/images", image)
+                .replace("/var/log/kvm-amf", os.path.join(directory, "consoles"))
+                .replace("/var/lib/kvm-amf/shared", os.path.join(directory, "shared")))
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        files.append(path)
+    return files
+
+
+class Watcher(threading.Thread):
+    """Checks status against the truth every 200 ms until stopped (see the module's text)."""
+
+    def __init__(self, lab):
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.stopped = threading.Event()
+        self.problems = []
+        self.mismatch_since = {}
+        self.polls = 0
+
+    def run(self):
+        while not self.stopped.wait(0.2):
+            status = self.lab.status()
+            truth = {i: set(self.lab.qemus(i)) for i in self.lab.hosts()}
+            if status:
+                self.polls += 1
+                self.judge(status, truth)
+
+    def judge(self, status, truth):
+        for si in status["sis"]:
+            actives = [a["su"] for a in si["assignments"] if a["ha"] == "active"]
+            if len(actives) > 1:
+                self.problems.append("%d: si/%s has two actives: %s" % (now_ms(), si["name"], actives))
+        running = {}
+        for i, vms in truth.items():
+            for vm in vms:
+                running.setdefault(vm, []).append(self.lab.node_name(i))
+        for vm, nodes in running.items():
+            if len(nodes) > 1:
+                self.problems.append("%d: vm/%s runs on %s" % (now_ms(), vm, nodes))
+        for vm in status["vms"]:
+            placed = vm["node"] if vm["presence"] == "instantiated" else None
+            actual = running.get(vm["name"], [None])[0]
+            # Only a placement status shows as running counts; starting and stopping are in between.
+            if vm["presence"] in ("instantiated", "uninstantiated") and placed != actual:
+                since = self.mismatch_since.setdefault(vm["name"], now_ms())
+                if now_ms() - since > MISMATCH_GRACE_MS:
+                    self.problems.append("%d: status places vm/%s on %s, it runs on %s" % (
+                        now_ms(), vm["name"], placed, actual))
+                    self.mismatch_since[vm["name"]] = now_ms()
+            else:
+                self.mismatch_since.pop(vm["name"], None)
+
+    def finish(self):
+        self.stopped.set()
+        self.join(10)
+        check(self.polls > 0, "the watcher never read a status")
+        check(not self.problems, "status and the truth disagreed:\n  " + "\n  ".join(self.problems[:10]))
+
+
+def active_of(status, si):
+    for entry in status["sis"]:
+        if entry["name"] == si:
+            actives = [a["su"] for a in entry["assignments"] if a["ha"] == "active" and a["acked"]]
+            return actives[0] if len(actives) == 1 else None
+    return None
+
+
+def served(lab, si, other_than=None):
+    """(active SU, its node) once si is active and acknowledged (by another unit than other_than)."""
+    status = lab.status()
     if not status:
         return None
-    active = lab.active_of(status, si)
-    if not active:
+    active = active_of(status, si)
+    if not active or active == other_than:
         return None
     node = [su["node"] for su in status["sus"] if su["name"] == active][0]
     return active, node
 
 
-def case_vm_kill(lab):
-    lab.up(pair_groups(lab))
-    for i in range(1, lab.n + 1):
-        lab.start_amfd(i)
-    started = now_ms()
-    active, node = lab.wait("pair-si served", lambda: served(lab, "pair-si"), timeout=120)
-    print("pair-si active on %s (%s) %d ms after the amfds started" % (active, node, now_ms() - started))
-    lab.wait("the service IP answering", lambda: lab.ping_from_client(SERVICE_IP), timeout=30)
-    host = int(node[len("node"):])
-    vm = active + "-vm"
-    check(lab.qemu_pid(host, vm), "no QEMU for %s on host %d" % (vm, host))
-    killed = now_ms()
-    lab.kill_qemu(host, vm)
-    lab.wait("the service IP answering again",
-             lambda: lab.ping_from_client(SERVICE_IP, wait_s=1) and served(lab, "pair-si") and
-             served(lab, "pair-si")[0] != active, timeout=60, poll=0.05)
-    print("client-seen outage after the kill: %d ms" % (now_ms() - killed))
-    new_active, new_node = served(lab, "pair-si")
-    print("pair-si now active on %s (%s)" % (new_active, new_node))
-    # The killed unit comes back as standby.
-    def standby_back():
-        status = lab.status(1)
-        return status and any(a["su"] == active and a["ha"] == "standby" and a["acked"]
-                              for si in status["sis"] for a in si["assignments"])
-    lab.wait("%s back as standby" % active, standby_back, timeout=120)
-    table = lab.admin_cmd(1, "status", output="table", check_rc=True).stdout
-    print(table)
+def standby_of(lab, si):
+    status = lab.status()
+    for entry in status["sis"] if status else []:
+        if entry["name"] == si:
+            for a in entry["assignments"]:
+                if a["ha"] == "standby" and a["acked"]:
+                    return a["su"]
+    return None
 
 
-CASES = {"vm-kill": case_vm_kill}
+def client_mac(lab, ip):
+    out = run("ip", "-n", lab.client_ns(), "neigh", "show", ip, check=False)
+    words = out.split()
+    return words[words.index("lladdr") + 1] if "lladdr" in words else None
+
+
+def settle(lab, probes):
+    """Both SIs served, mme with a standby, and the client reaching both addresses."""
+    wait_for("mme-si served", lambda: served(lab, "mme-si"), timeout=180)
+    wait_for("oam-si served", lambda: served(lab, "oam-si"), timeout=180)
+    wait_for("mme-si's standby", lambda: standby_of(lab, "mme-si"), timeout=180)
+    for probe in probes.values():
+        wait_for("the client reaching " + probe.address, lambda p=probe: p.answered_since(now_ms() - 200),
+                 timeout=60)
+
+
+def recovered(lab, probe, si, fault_ms, old_active=None):
+    """Waits until si is served by one active (another unit than old_active, if given) and the client
+    reaches its address from that unit's MAC; prints and returns the client-seen outage."""
+    active, node = wait_for("%s served again" % si, lambda: served(lab, si, other_than=old_active), timeout=120,
+                            poll=0.05)
+    wait_for("the client reaching %s again" % probe.address, lambda: probe.answered_since(now_ms() - 100),
+             timeout=60, poll=0.05)
+    wait_for("the client's neighbour entry for %s naming %s" % (probe.address, active),
+             lambda: client_mac(lab, probe.address) == MACS[active], timeout=10)
+    outage = client_outage(probe, fault_ms, now_ms())
+    print("%s: active %s on %s; client-seen outage %s ms" % (si, active, node, outage))
+    return active, node, outage
+
+
+def case_vm_kill(lab, probes):
+    active, node = served(lab, "mme-si")
+    fault = now_ms()
+    hosts = lab.kill_qemu(active + "-vm")
+    check(hosts == [lab.host_of(node)], "the active's QEMU ran on %s, status said %s" % (hosts, node))
+    recovered(lab, probes["mme-si"], "mme-si", fault, old_active=active)
+    wait_for("%s back as standby" % active, lambda: standby_of(lab, "mme-si") == active, timeout=120)
+
+
+def case_host_crash(lab, probes):
+    active, node = served(lab, "mme-si")
+    fault = now_ms()
+    lab.power_off(lab.host_of(node))
+    recovered(lab, probes["mme-si"], "mme-si", fault, old_active=active)
+    # The lab's fence agent power-cycles the host: it comes back, and the unit with it as standby.
+    wait_for("%s back as standby" % active, lambda: standby_of(lab, "mme-si") == active, timeout=180)
+
+
+def case_partition(lab, probes):
+    active, node = served(lab, "mme-si")
+    others = [lab.node_name(i) for i in lab.hosts() if lab.node_name(i) != node]
+    fault = now_ms()
+    lab.partition([others, [node]])
+    recovered(lab, probes["mme-si"], "mme-si", fault, old_active=active)
+    lab.heal()
+    wait_for("%s back as standby" % active, lambda: standby_of(lab, "mme-si") == active, timeout=180)
+    # The fenced host was power-cycled by the lab's fence agent: it rejoins once the partition heals.
+    wait_for("%s back in the cluster" % node, lambda: all(n["member"] and n["status"] == "up"
+                                                          for n in (lab.status() or {"nodes": [{}]})["nodes"]),
+             timeout=60)
+
+
+def case_lock_unlock(lab, probes):
+    active, node = served(lab, "mme-si")
+    fault = now_ms()
+    result = lab.admin(1, "lock", "su/" + active)
+    check(result.returncode == 0, "lock su/%s: exit %d %s" % (active, result.returncode, result.stderr))
+    new, _, _ = recovered(lab, probes["mme-si"], "mme-si", fault, old_active=active)
+    status = lab.status()
+    su = [s for s in status["sus"] if s["name"] == active][0]
+    check(su["admin"] == "locked" and su["readiness"] == "out-of-service", "locked unit: %s" % su)
+    check(not any(a["su"] == active for si in status["sis"] for a in si["assignments"]),
+          "the locked unit still holds an assignment")
+    result = lab.admin(2, "unlock", "su/" + active)
+    check(result.returncode == 0, "unlock su/%s: exit %d %s" % (active, result.returncode, result.stderr))
+    wait_for("%s standby again" % active, lambda: standby_of(lab, "mme-si") == active, timeout=60)
+    check(served(lab, "mme-si")[0] == new, "unlocking moved the active")
+
+
+def case_si_swap(lab, probes):
+    active, node = served(lab, "mme-si")
+    standby = standby_of(lab, "mme-si")
+    fault = now_ms()
+    result = lab.admin(3, "si-swap", "si/mme-si")
+    check(result.returncode == 0, "si-swap: exit %d %s" % (result.returncode, result.stderr))
+    new, _, _ = recovered(lab, probes["mme-si"], "mme-si", fault, old_active=active)
+    check(new == standby, "si-swap made %s active, not the standby %s" % (new, standby))
+    wait_for("%s standby after the swap" % active, lambda: standby_of(lab, "mme-si") == active, timeout=60)
+
+
+def case_noredundancy_host_crash(lab, probes):
+    active, node = served(lab, "oam-si")
+    fault = now_ms()
+    lab.power_off(lab.host_of(node))
+    qemu = wait_for("oam-vm's QEMU running on another host",
+                    lambda: [i for i in lab.vm_host("oam-vm") if lab.node_name(i) != node], timeout=120, poll=0.05)
+    print("oam-vm's QEMU running on %s %d ms after the crash" % (lab.node_name(qemu[0]), now_ms() - fault))
+    _, new_node, _ = recovered(lab, probes["oam-si"], "oam-si", fault)
+    check(new_node != node, "oam-1 still placed on the crashed host")
+
+
+CASES = {
+    "vm-kill": case_vm_kill,
+    "host-crash": case_host_crash,
+    "partition": case_partition,
+    "lock-unlock": case_lock_unlock,
+    "si-swap": case_si_swap,
+    "noredundancy-host-crash": case_noredundancy_host_crash,
+}
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in CASES:
         print(__doc__)
-        return 2
+        return 64
     if os.geteuid() != 0:
         print("SKIP: needs root")
         return 77
-    lab = ClusterLab()
-    failed = True
+    directory = tempfile.mkdtemp(prefix="amf-lab-test-")
+    tools = Tools(amfd=os.environ["AMF_AMFD"], admin=os.environ["AMF_ADMIN"], sim=os.environ["AMF_SIM"],
+                  agent=os.environ["AMF_AGENT"], lab=os.environ["AMF_LAB"])
+    lab = Lab(os.path.join(directory, "lab"), tools)
+    ok = False
+    probes = {}
+    watcher = None
     try:
-        CASES[sys.argv[1]](lab)
-        failed = False
-    except BaseException:
-        print(lab.logs())
-        raise
+        lab.up(configuration(directory), prefix="al", cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
+        probes = {si: Probe(lab.client_ns(), ip) for si, ip in (("mme-si", MME_IP), ("oam-si", OAM_IP))}
+        settle(lab, probes)
+        watcher = Watcher(lab)
+        watcher.start()
+        CASES[sys.argv[1]](lab, probes)
+        settle(lab, probes)
+        watcher.finish()
+        print(lab.admin(1, "status", output="table").stdout)
+        ok = True
     finally:
-        lab.down(keep=failed)
+        if watcher and not ok:
+            watcher.stopped.set()
+        for probe in probes.values():
+            probe.stop()
+        if not ok:
+            print(lab_logs(lab))
+        lab.down(keep_files=not ok)
+        if ok:
+            os.system("rm -rf '%s'" % directory)
+        else:
+            print("files kept in " + directory)
     print("ok")
     return 0
+
+
+def lab_logs(lab):
+    out = []
+    for i in lab.hosts() if lab.state else []:
+        path = os.path.join(lab.amfd_dir(i), "amfd.log")
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                out.append("--- amfd %s (tail)\n%s" % (lab.node_name(i), "".join(f.readlines()[-30:])))
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

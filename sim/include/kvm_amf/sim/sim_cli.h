@@ -1,5 +1,6 @@
 // amf-sim: `run SCENARIO.yaml [--seed N] [-o json|text]` and
-// `fuzz -f CONFIG... --seeds N [--faults K] [--duration D] [--first-seed S] [--keep DIR] [-o json]`.
+// `fuzz -f CONFIG... --seeds N [--faults K] [--duration D] [--first-seed S] [--keep DIR] [-o json]`
+// and `plan SCENARIO.yaml` (the scenario as JSON, for amf-lab run).
 #pragma once
 
 #include <functional>

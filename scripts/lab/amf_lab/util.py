@@ -1,0 +1,65 @@
+"""Small helpers shared by the lab's modules: commands, waiting, errors."""
+import subprocess
+import time
+
+
+class LabError(Exception):
+    """A lab operation that cannot be done; the message says why and what to do."""
+
+
+class Timeout(LabError):
+    pass
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def run(*args, check=True, timeout=120, env=None):
+    """Runs a command; returns its output (stdout and stderr together). Raises LabError on failure."""
+    try:
+        result = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise LabError("%s did not finish within %d s" % (" ".join(map(str, args)), timeout)) from e
+    if check and result.returncode != 0:
+        raise LabError("%s failed (exit %d):\n%s" % (" ".join(map(str, args)), result.returncode, result.stdout))
+    return result.stdout
+
+
+def wait_for(what, predicate, timeout=60.0, poll=0.1):
+    """Calls predicate until it returns something true; returns that. Raises Timeout naming `what`."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() >= deadline:
+            raise Timeout("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(poll)
+
+
+def alive(pid):
+    """True while the process exists and is neither a zombie nor dead."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError, ValueError):
+        return False
+    return state not in ("Z", "X")
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def parse_duration_ms(text):
+    """'300ms', '2s', '1m', '1h' -> milliseconds."""
+    for unit, factor in (("ms", 1), ("s", 1000), ("m", 60000), ("h", 3600000)):
+        if text.endswith(unit) and text[:-len(unit)].isdigit():
+            return int(text[:-len(unit)]) * factor
+    raise LabError("'%s' is not a duration" % text)

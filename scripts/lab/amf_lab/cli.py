@@ -27,6 +27,7 @@ USAGE = """amf-lab [--dir DIR] VERB ...
   heal
   probe [--seconds S]      ping every service address from the client, print each outage
   run SCENARIO.yaml [-o json|text] [--keep] [...]   a scenario of amf-sim, for real
+  demo -f FILE... [...]    up (unless a lab is up), then a host crash under a 2N SI, shown
 """
 
 
@@ -112,12 +113,13 @@ def main(argv, defaults):
     parser = argparse.ArgumentParser(prog="amf-lab", usage=USAGE)
     parser.add_argument("--dir", default=os.environ.get("AMF_LAB_DIR", DEFAULT_DIR))
     verbs = parser.add_subparsers(dest="verb", required=True)
-    up = verbs.add_parser("up")
-    up.add_argument("-f", "--file", nargs="+", required=True, action="extend")
-    up.add_argument("--image", help="build the test guest here first")
-    up.add_argument("--cache", help="libvirt's QEMU capabilities cache, kept between labs")
-    up.add_argument("--prefix", default="amf")
-    up.add_argument("--boot", type=float, default=20, help="seconds a fenced host takes to boot")
+    for name in ("up", "demo"):
+        up = verbs.add_parser(name)
+        up.add_argument("-f", "--file", nargs="+", required=True, action="extend")
+        up.add_argument("--image", help="build the test guest here first")
+        up.add_argument("--cache", help="libvirt's QEMU capabilities cache, kept between labs")
+        up.add_argument("--prefix", default="amf")
+        up.add_argument("--boot", type=float, default=20, help="seconds a fenced host takes to boot")
     verbs.add_parser("down")
     st = verbs.add_parser("status")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
@@ -152,6 +154,9 @@ def main(argv, defaults):
             raise LabError("must run as root (namespaces, mounts, daemons)")
         if args.verb == "up":
             return cmd_up(Lab(args.dir, tools), args)
+        if args.verb == "demo":
+            from .demo import demo
+            return demo(args.dir, tools, args)
         if args.verb == "run":
             from .scenario import run_scenario
             return run_scenario(Lab(args.dir, tools), args)

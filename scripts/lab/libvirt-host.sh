@@ -296,7 +296,8 @@ cmd_exec() {
   shift 2
   (($#)) || die "exec: no command"
   [[ -r $h/netns ]] || die "exec: host $name is not up in ${h%/*}"
-  in_host "$h" "$name" "$@"
+  # Every step execs, so that the caller's child is CMD itself (its pid is CMD's).
+  exec ip netns exec "$(host_netns "$h")" unshare -m -u --propagation private sh -c "$INNER" sh "$name" "$h" "$@"
 }
 
 main() {

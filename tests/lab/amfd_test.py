@@ -61,14 +61,19 @@ class Watcher(threading.Thread):
         self.problems = []
         self.mismatch_since = {}
         self.polls = 0
+        self.tries = 0
 
     def run(self):
         while not self.stopped.wait(0.2):
-            status = self.lab.status()
-            truth = {i: set(self.lab.qemus(i)) for i in self.lab.hosts()}
-            if status:
-                self.polls += 1
-                self.judge(status, truth)
+            self.tries += 1
+            try:
+                status = self.lab.status()
+                truth = {i: set(self.lab.qemus(i)) for i in self.lab.hosts()}
+                if status:
+                    self.polls += 1
+                    self.judge(status, truth)
+            except Exception as e:  # noqa: BLE001 - a broken watcher must fail the case, not vanish
+                self.problems.append("%d: the watcher failed: %r" % (now_ms(), e))
 
     def judge(self, status, truth):
         for si in status["sis"]:
@@ -98,7 +103,7 @@ class Watcher(threading.Thread):
     def finish(self):
         self.stopped.set()
         self.join(10)
-        check(self.polls > 0, "the watcher never read a status")
+        check(self.polls > 0, "the watcher never read a status (%d tries)" % self.tries)
         check(not self.problems, "status and the truth disagreed:\n  " + "\n  ".join(self.problems[:10]))
 
 
@@ -233,7 +238,34 @@ def case_noredundancy_host_crash(lab, probes):
     check(new_node != node, "oam-1 still placed on the crashed host")
 
 
+def case_admin_api(lab, probes):
+    # Malformed frames against a real amfd: counted (logged) and dropped, the daemon unharmed.
+    log = os.path.join(lab.amfd_dir(1), "amfd.log")
+    out = run(os.environ["AMF_HOSTILE_PEER"], lab.endpoint(1))
+    print(out.strip())
+    with open(log, errors="replace") as f:
+        dropped = f.read().count("dropped a malformed request")
+    check(dropped >= 4, "amfd logged %d malformed requests, not 4" % dropped)
+    check(lab.amfd_pid(1) and lab.status(1), "amfd on node1 is not answering after the malformed frames")
+    # A peer without permission is refused.
+    result = run("runuser", "-u", "nobody", "--", lab.tools.admin, "--endpoint", lab.endpoint(1), "status",
+                 check=False)
+    print("as nobody: " + result.strip())
+    check("permission denied" in result, "nobody was not refused: %s" % result)
+    # No amfd: exit 69, naming the endpoint. Started again, it reattaches to its host's running VMs.
+    qemus = lab.qemus(3)
+    lab.kill_amfd(3)
+    result = lab.admin(3, "status")
+    print("no amfd: exit %d: %s" % (result.returncode, result.stderr.strip()))
+    check(result.returncode == 69 and "no amfd at " + lab.endpoint(3) in result.stderr,
+          "no amfd: exit %d %s" % (result.returncode, result.stderr))
+    lab.start_amfd(3)
+    wait_for("amfd on node3 back", lambda: lab.status(3), timeout=60)
+    check(lab.qemus(3) == qemus, "the restarted amfd changed its host's VMs: %s, was %s" % (lab.qemus(3), qemus))
+
+
 CASES = {
+    "admin-api": case_admin_api,
     "vm-kill": case_vm_kill,
     "host-crash": case_host_crash,
     "partition": case_partition,

@@ -362,7 +362,10 @@ class Lab:
         for k in ([i] if i else self.hosts()):
             if not os.path.exists(os.path.join(self.amfd_dir(k), "admin.sock")):
                 continue
-            result = self.admin(k, "status", timeout=3)
+            try:
+                result = self.admin(k, "status", timeout=3)
+            except subprocess.TimeoutExpired:
+                continue
             if result.returncode == 0:
                 return json.loads(result.stdout)
         return None

@@ -18,11 +18,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
+from amf_lab.examples import relocated  # noqa: E402
 from amf_lab.lab import Lab, Tools  # noqa: E402
 from amf_lab.probe import Probe, client_outage  # noqa: E402
 from amf_lab.util import now_ms, run, wait_for  # noqa: E402
 
-SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MME_IP = "10.90.0.100"
 OAM_IP = "10.90.3.100"
 MACS = {"mme-a": "52:54:00:01:00:01", "mme-b": "52:54:00:01:00:02", "oam-1": "52:54:00:04:00:01"}
@@ -36,19 +36,7 @@ def check(condition, message):
 
 def configuration(directory):
     """examples/lab/*.yaml with the guest image, consoles and disks in the test's directory."""
-    image = os.environ["AMF_GUEST_IMAGE"]
-    files = []
-    for name in ("cluster.yaml", "sg-mme.yaml", "sg-oam.yaml"):
-        with open(os.path.join(SOURCE, "examples", "lab", name)) as f:
-            text = f.read()
-        text = (text.replace("/var/lib/kvm-amf/images", image)
-                .replace("/var/log/kvm-amf", os.path.join(directory, "consoles"))
-                .replace("/var/lib/kvm-amf/shared", os.path.join(directory, "shared")))
-        path = os.path.join(directory, name)
-        with open(path, "w") as f:
-            f.write(text)
-        files.append(path)
-    return files
+    return relocated(directory, os.environ["AMF_GUEST_IMAGE"])
 
 
 class Watcher(threading.Thread):

@@ -33,6 +33,16 @@ class Tools:
     def __init__(self, amfd, admin, sim, agent, lab):
         self.amfd, self.admin, self.sim, self.agent, self.lab = amfd, admin, sim, agent, lab
 
+    @classmethod
+    def of_build(cls, build):
+        """The programs of a build tree (for benchmarks and scripts run without the launcher)."""
+        build = os.path.abspath(build)
+        return cls(amfd=os.path.join(build, "cmd", "amfd", "amfd"),
+                   admin=os.path.join(build, "cmd", "amf-admin", "amf-admin"),
+                   sim=os.path.join(build, "cmd", "amf-sim", "amf-sim"),
+                   agent=os.path.join(build, "guest", "kvm-amf-agent"),
+                   lab=os.path.join(build, "cmd", "amf-lab", "amf-lab"))
+
     def as_dict(self):
         return dict(amfd=self.amfd, admin=self.admin, sim=self.sim, agent=self.agent, lab=self.lab)
 

@@ -66,7 +66,7 @@ ConfigPlan planConfigChange(const engine::ClusterState& state, const ConfigReque
 void applyConfigChange(NodeManager& manager, ConfigRequest request, std::function<void(ConfigResult)> done,
                        int attempts) {
   const engine::ClusterState* state = manager.state();
-  if (state == nullptr || (!request.dryRun && !manager.view().quorate)) {
+  if (state == nullptr || !manager.view().quorate) {
     ConfigResult result;
     result.outcome = ConfigOutcome::kUnavailable;
     result.problems = {"amfd on " + manager.name() +

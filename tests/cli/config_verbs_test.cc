@@ -261,6 +261,31 @@ TEST_F(ConfigVerbsTest, InvalidDocumentsExit65WithEveryErrorAtItsFileLineAndColu
   EXPECT_EQ(generation(), 1u);
 }
 
+TEST_F(ConfigVerbsTest, YamlThatDoesNotParseExits65AtItsLineAndColumn) {
+  write("broken.yaml", "apiVersion: kvm-amf/v1\nkind: ServiceGroup\nmetadata: {name: [cache\n");
+  Invocation r = run({"apply", "-f", path("cache.yaml"), "-f", path("broken.yaml")});
+  EXPECT_EQ(r.code, kExitDataError) << r.err;
+  const std::vector<std::string> err = lines(r.err);
+  ASSERT_EQ(err.size(), 2u) << r.err;
+  EXPECT_TRUE(err[0].starts_with(path("broken.yaml") + ":4:1: ")) << err[0];
+  EXPECT_EQ(err[1], "1 error; nothing changed");
+  EXPECT_EQ(generation(), 1u);
+}
+
+TEST_F(ConfigVerbsTest, WithoutQuorumApplyAndDeleteExit69AndDiffAnswersFromThisHostsCopy) {
+  onLoop<bool>([this] {
+    cluster_->network.partition({{2}, {1, 3}});
+    return true;
+  });
+  ASSERT_TRUE(waitFor([this] { return !cluster_->hosts.at("n2").manager->view().quorate; }));
+  Invocation r = run({"apply", "-f", path("cache.yaml")});
+  EXPECT_EQ(r.code, kExitUnavailable) << r.err;
+  EXPECT_EQ(r.err, "amf-admin: amfd on n2 has no quorate cluster to send the change to\n");
+  EXPECT_EQ(run({"delete", "sg/web"}).code, kExitUnavailable);
+  EXPECT_EQ(run({"apply", "--dry-run", "-f", path("cache.yaml")}).code, kExitUnavailable);
+  EXPECT_EQ(run({"diff", "-f", path("cache.yaml")}).code, kExitRefused);  // this host's copy, as `status` shows it
+}
+
 TEST_F(ConfigVerbsTest, AnErrorTheChangeCausesInTheRunningConfigurationIsReportedThere) {
   std::string cluster = kCluster;
   cluster.erase(cluster.find("  nodeGroups:"));

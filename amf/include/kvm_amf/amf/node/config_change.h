@@ -59,7 +59,8 @@ struct ConfigPlan {
 ConfigPlan planConfigChange(const engine::ClusterState& state, const ConfigRequest& request);
 
 // Carries `request` out through `manager` and calls `done` once with the outcome: kUnavailable
-// without a synchronised state (or, unless dryRun, without quorum); a plan that is not kApplied,
+// without a synchronised state or without quorum (a dry run too: nothing would be accepted, and
+// this host's copy may be behind); a plan that is not kApplied,
 // or any plan with dryRun, as planned; else the director's answer (kApplied with the new
 // generation, or kRefused). A stale answer without expectedGeneration plans and sends again, up
 // to `attempts` times in all. `done` is never called if the manager leaves the group or is

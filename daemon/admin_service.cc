@@ -2,8 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvm_amf/amf/config/merge.h"
 #include "kvm_amf/amf/engine/status.h"
 #include "kvm_amf/amf/model/admin_command.h"
+#include "kvm_amf/amf/node/config_change.h"
 #include "kvm_amf/common/overloaded.h"
 
 namespace kvm_amf::daemon {
@@ -19,6 +21,82 @@ Reply replyWith(Reply::Code code, std::string message, std::string body = "") {
   reply.set_message(std::move(message));
   reply.set_body(std::move(body));
   return reply;
+}
+
+using node::ConfigOutcome;
+using node::ConfigResult;
+using OrderedJson = nlohmann::ordered_json;
+
+std::string joined(const std::vector<std::string>& lines, const char* separator) {
+  std::string out;
+  for (const auto& line : lines) out += (out.empty() ? "" : separator) + line;
+  return out;
+}
+
+std::string countOf(std::size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+
+// The body of a configuration reply (docs/admin-api.md).
+std::string bodyOf(const ConfigResult& result, std::string_view outcome) {
+  OrderedJson changes = OrderedJson::array();
+  for (const auto& change : result.changes) {
+    changes.push_back({{"object", change.object()},
+                       {"kind", change.key.kind},
+                       {"name", change.key.name},
+                       {"change", change.changeWord()},
+                       {"before", change.before},
+                       {"after", change.after}});
+  }
+  OrderedJson errors = OrderedJson::array();
+  for (const auto& error : result.errors) errors.push_back(error.str());
+  return OrderedJson{{"outcome", outcome},
+                     {"generation", result.generation},
+                     {"changes", std::move(changes)},
+                     {"errors", std::move(errors)},
+                     {"problems", result.problems}}
+      .dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
+}
+
+// The reply to an apply (`dryRun`) or a delete (`deleting`).
+Reply configReply(const ConfigResult& result, bool dryRun, bool deleting) {
+  const std::string summary = config::summarize(result.changes);
+  const std::string generation = "generation " + std::to_string(result.generation);
+  Reply reply;
+  switch (result.outcome) {
+    case ConfigOutcome::kApplied:
+      if (dryRun) {
+        reply = replyWith(Reply::OK,
+                          "dry run: " + generation + " would become " + std::to_string(result.generation + 1) + " (" +
+                              summary + "); nothing changed",
+                          bodyOf(result, "dry-run"));
+      } else {
+        reply =
+            replyWith(Reply::OK, std::string(deleting ? "deleted: " : "applied: ") + generation + " (" + summary + ")",
+                      bodyOf(result, "applied"));
+      }
+      break;
+    case ConfigOutcome::kUnchanged:
+      reply = replyWith(Reply::OK, "unchanged: " + generation + " (the documents are what runs)",
+                        bodyOf(result, "unchanged"));
+      break;
+    case ConfigOutcome::kInvalid:
+      reply = replyWith(Reply::INVALID, countOf(result.errors.size(), "error") + "; nothing changed",
+                        bodyOf(result, "invalid"));
+      break;
+    case ConfigOutcome::kRefused:
+      reply = replyWith(Reply::REFUSED, joined(result.problems, "; "), bodyOf(result, "refused"));
+      break;
+    case ConfigOutcome::kUnavailable:
+      reply = replyWith(Reply::UNAVAILABLE, joined(result.problems, "; "), bodyOf(result, "unavailable"));
+      break;
+  }
+  reply.set_generation(result.generation);
+  return reply;
+}
+
+std::vector<config::Source> sourcesOf(const google::protobuf::RepeatedPtrField<admin::proto::File>& files) {
+  std::vector<config::Source> sources;
+  for (const auto& file : files) sources.push_back({file.name(), file.content()});
+  return sources;
 }
 
 }  // namespace
@@ -51,10 +129,59 @@ void AdminService::onRequest(const admin::proto::Request& request, const admin::
     });
     return;
   }
-  if (request.has_apply() || request.has_diff() || request.has_delete_()) {
-    return reply(replyWith(Reply::REFUSED, "configuration changes through the admin API are not supported yet"));
-  }
+  if (request.has_apply() || request.has_delete_()) return configure(request, std::move(reply));
+  if (request.has_diff()) return diff(request.diff(), std::move(reply));
   reply(replyWith(Reply::INVALID, "the request has no body"));
+}
+
+void AdminService::configure(const admin::proto::Request& request, std::function<void(Reply)> reply) {
+  node::ConfigRequest change;
+  bool deleting = false;
+  if (request.has_apply()) {
+    if (request.apply().files().empty()) return reply(replyWith(Reply::INVALID, "apply: no documents given"));
+    change.files = sourcesOf(request.apply().files());
+    change.dryRun = request.apply().dry_run();
+    change.expectedGeneration = request.apply().expected_generation();
+  } else {
+    Result<model::AdminTarget> target = model::parseAdminTarget(request.delete_().target());
+    if (!target.ok()) return reply(replyWith(Reply::INVALID, "delete: " + target.error().message));
+    if (target.value().kind != model::AdminTarget::Kind::kServiceGroup) {
+      return reply(replyWith(Reply::INVALID,
+                             "delete takes sg/NAME; units, SIs and VMs change with their group's "
+                             "document (apply), hosts with Corosync's"));
+    }
+    change.removeServiceGroup = target.value().name;
+    deleting = true;
+  }
+  const bool dryRun = change.dryRun;
+  node::applyConfigChange(*manager_, std::move(change), [reply, dryRun, deleting](const ConfigResult& result) {
+    reply(configReply(result, dryRun, deleting));
+  });
+}
+
+void AdminService::diff(const admin::proto::Diff& request, std::function<void(Reply)> reply) {
+  const engine::ClusterState* state = manager_->state();
+  if (state == nullptr) {
+    return reply(replyWith(Reply::UNAVAILABLE,
+                           "amfd on " + node_ + " is not synchronised with the cluster yet (no quorate group)"));
+  }
+  if (request.files().empty()) return reply(replyWith(Reply::INVALID, "diff: no documents given"));
+  node::ConfigRequest change;
+  change.files = sourcesOf(request.files());
+  change.dryRun = true;
+  const ConfigResult result = node::planConfigChange(*state, change).result;
+  const std::string generation = "generation " + std::to_string(result.generation);
+  Reply answer;
+  if (result.outcome == ConfigOutcome::kInvalid) {
+    answer = configReply(result, true, false);
+  } else if (result.changes.empty()) {
+    answer = replyWith(Reply::OK, "no differences from " + generation, bodyOf(result, "equal"));
+  } else {
+    answer = replyWith(Reply::DIFFERENT, config::summarize(result.changes) + " (against " + generation + ")",
+                       bodyOf(result, "different"));
+  }
+  answer.set_generation(result.generation);
+  reply(std::move(answer));
 }
 
 void AdminService::publish(const std::string& type, const std::string& text, const std::string& data) {
@@ -89,6 +216,7 @@ void AdminService::onApplied(const engine::Envelope& message, const engine::Clus
                    publish(
                        "decision", text,
                        json{{"seq", state.decisions}, {"director", decision.director}, {"actions", actions}}.dump());
+                   followConfiguration(state);
                  },
                  [&](const engine::Report& report) {
                    const std::string what = engine::describe(report);
@@ -101,6 +229,21 @@ void AdminService::onApplied(const engine::Envelope& message, const engine::Clus
 
 void AdminService::onSynced(const engine::ClusterState& state) {
   publish("synced", "state synchronised with the group (" + std::to_string(state.decisions) + " decisions)");
+  followConfiguration(state);
+}
+
+void AdminService::followConfiguration(const engine::ClusterState& state) {
+  if (lastConfig_ && state.generation != lastGeneration_) {
+    const std::vector<config::DocumentChange> changes = config::compareConfigurations(*lastConfig_, *state.config);
+    json list = json::array();
+    for (const auto& change : changes) list.push_back({{"object", change.object()}, {"change", change.changeWord()}});
+    publish("config",
+            "configuration generation " + std::to_string(state.generation) +
+                (changes.empty() ? "" : ": " + config::summarize(changes)),
+            json{{"generation", state.generation}, {"changes", std::move(list)}}.dump());
+  }
+  lastConfig_ = state.config;
+  lastGeneration_ = state.generation;
 }
 
 }  // namespace kvm_amf::daemon

@@ -1,6 +1,8 @@
 #include "kvm_amf/amf/engine/apply.h"
 #include "kvm_amf/common/overloaded.h"
 
+#include "kvm_amf/amf/engine/reconfiguration.h"
+
 #include <algorithm>
 
 namespace kvm_amf::engine {
@@ -214,6 +216,9 @@ void applyReport(ClusterState& state, const Report& report) {
           [&](const AdminRequest& r) {
             state.pendingAdmin.push_back({r.id, r.from, r.command});
           },
+          [&](const ConfigChange& r) {
+            state.pendingConfig.push_back({r.id, r.from, r.baseGeneration, r.config});
+          },
       },
       report);
 }
@@ -333,6 +338,15 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                  [&](const AdminReply& a) {
                    std::erase_if(state.pendingAdmin,
                                  [&](const PendingAdmin& p) { return p.id == a.id && p.from == a.from; });
+                 },
+                 [&](const SetConfiguration& a) {
+                   // Decided against the configuration before it; a repeated decision finds it installed.
+                   if (a.generation != state.generation + 1 || !a.config || !a.config->cluster) return;
+                   installConfiguration(state, a.config, a.generation);
+                 },
+                 [&](const ConfigReply& a) {
+                   std::erase_if(state.pendingConfig,
+                                 [&](const PendingConfigChange& p) { return p.id == a.id && p.from == a.from; });
                  },
              },
              action);

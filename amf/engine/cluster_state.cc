@@ -2,15 +2,24 @@
 
 namespace kvm_amf::engine {
 
+bool sameConfiguration(const std::shared_ptr<const model::Configuration>& a,
+                       const std::shared_ptr<const model::Configuration>& b) {
+  return a == b || (a && b && *a == *b);
+}
+
+bool PendingConfigChange::operator==(const PendingConfigChange& other) const {
+  return id == other.id && from == other.from && baseGeneration == other.baseGeneration &&
+         sameConfiguration(config, other.config);
+}
+
 bool ClusterState::operator==(const ClusterState& other) const {
-  const bool sameConfig = config == other.config || (config && other.config && *config == *other.config);
-  return sameConfig && generation == other.generation && decisions == other.decisions && applied == other.applied &&
-         nodes == other.nodes && sgs == other.sgs && sus == other.sus && sis == other.sis && vms == other.vms &&
-         pendingAdmin == other.pendingAdmin;
+  return sameConfiguration(config, other.config) && generation == other.generation && decisions == other.decisions &&
+         applied == other.applied && nodes == other.nodes && sgs == other.sgs && sus == other.sus && sis == other.sis &&
+         vms == other.vms && pendingAdmin == other.pendingAdmin && pendingConfig == other.pendingConfig;
 }
 
 const SpecIndex& ClusterState::index() const {
-  if (!index_ || indexed_ != config.get()) {
+  if (!index_ || indexed_ != config) {
     auto index = std::make_shared<SpecIndex>();
     for (const auto& sg : config->serviceGroups) {
       index->sgs[sg.name] = &sg;
@@ -24,7 +33,7 @@ const SpecIndex& ClusterState::index() const {
       for (const auto& si : sg.serviceInstances) index->instancesOf[sg.name].push_back(si.name);
     }
     index_ = std::move(index);
-    indexed_ = config.get();
+    indexed_ = config;
   }
   return *index_;
 }

@@ -72,6 +72,10 @@ struct TypeWord<AdminRequest> {
   static constexpr std::string_view word = "admin-request";
 };
 template <>
+struct TypeWord<ConfigChange> {
+  static constexpr std::string_view word = "config-change";
+};
+template <>
 struct TypeWord<SetNodeStatus> {
   static constexpr std::string_view word = "set-node-status";
 };
@@ -136,6 +140,14 @@ struct TypeWord<AdminReply> {
   static constexpr std::string_view word = "admin-reply";
 };
 template <>
+struct TypeWord<SetConfiguration> {
+  static constexpr std::string_view word = "set-configuration";
+};
+template <>
+struct TypeWord<ConfigReply> {
+  static constexpr std::string_view word = "config-reply";
+};
+template <>
 struct TypeWord<Decision> {
   static constexpr std::string_view word = "decision";
 };
@@ -198,6 +210,10 @@ constexpr auto fieldsOf(Of<AdminRequest>) {
   return std::tuple{field("id", &AdminRequest::id), field("from", &AdminRequest::from),
                     field("command", &AdminRequest::command)};
 }
+constexpr auto fieldsOf(Of<ConfigChange>) {
+  return std::tuple{field("id", &ConfigChange::id), field("from", &ConfigChange::from),
+                    field("baseGeneration", &ConfigChange::baseGeneration), field("config", &ConfigChange::config)};
+}
 constexpr auto fieldsOf(Of<SetNodeStatus>) {
   return std::tuple{field("node", &SetNodeStatus::node), field("status", &SetNodeStatus::status),
                     field("reason", &SetNodeStatus::reason)};
@@ -241,6 +257,17 @@ constexpr auto fieldsOf(Of<SetSgAdjust>) {
 constexpr auto fieldsOf(Of<AdminReply>) {
   return std::tuple{field("id", &AdminReply::id), field("from", &AdminReply::from), field("ok", &AdminReply::ok),
                     field("message", &AdminReply::message)};
+}
+constexpr auto fieldsOf(Of<SetConfiguration>) {
+  return std::tuple{field("config", &SetConfiguration::config), field("generation", &SetConfiguration::generation)};
+}
+constexpr auto fieldsOf(Of<ConfigReply>) {
+  return std::tuple{field("id", &ConfigReply::id),
+                    field("from", &ConfigReply::from),
+                    field("ok", &ConfigReply::ok),
+                    field("stale", &ConfigReply::stale),
+                    field("generation", &ConfigReply::generation),
+                    field("problems", &ConfigReply::problems)};
 }
 constexpr auto fieldsOf(Of<Decision>) {
   return std::tuple{field("director", &Decision::director), field("at", &Decision::at),
@@ -312,6 +339,11 @@ constexpr auto fieldsOf(Of<PendingAdmin>) {
   return std::tuple{field("id", &PendingAdmin::id), field("from", &PendingAdmin::from),
                     field("command", &PendingAdmin::command)};
 }
+constexpr auto fieldsOf(Of<PendingConfigChange>) {
+  return std::tuple{field("id", &PendingConfigChange::id), field("from", &PendingConfigChange::from),
+                    field("baseGeneration", &PendingConfigChange::baseGeneration),
+                    field("config", &PendingConfigChange::config)};
+}
 // The configuration is the canonical documents (config/serialize.h), or null when there is none.
 constexpr auto fieldsOf(Of<ClusterState>) {
   return std::tuple{field("config", &ClusterState::config),
@@ -323,7 +355,8 @@ constexpr auto fieldsOf(Of<ClusterState>) {
                     field("sus", &ClusterState::sus),
                     field("sis", &ClusterState::sis),
                     field("vms", &ClusterState::vms),
-                    field("pendingAdmin", &ClusterState::pendingAdmin)};
+                    field("pendingAdmin", &ClusterState::pendingAdmin),
+                    field("pendingConfig", &ClusterState::pendingConfig)};
 }
 
 template <typename S>
@@ -816,6 +849,21 @@ class BoundedDomParser final : public nlohmann::json_sax<Json> {
   std::string problem_;
 };
 
+// Version 1 is this version without configuration changes: a version-1 message, such as a state
+// stored by an older amfd, is read as a version-2 one, its state with no change pending.
+void upgradeFromVersion1(Json& root) {
+  if (!root.is_object()) return;
+  const auto version = root.find("v");
+  if (version == root.end() || *version != 1) return;
+  *version = kCodecVersion;
+  const auto type = root.find("type");
+  if (type == root.end() || *type != TypeWord<StateSnapshot>::word) return;
+  const auto state = root.find("state");
+  if (state != root.end() && state->is_object() && !state->contains("pendingConfig")) {
+    (*state)["pendingConfig"] = Json::array();
+  }
+}
+
 Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) {
   if (bytes.empty()) throw DecodeError{"an empty message"};
   if (bytes.size() > kMaxMessageBytes) {
@@ -828,6 +876,7 @@ Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) 
     throw DecodeError{parser.problem().empty() ? std::string("not a valid CBOR message") : parser.problem()};
   }
   if (root.is_discarded()) throw DecodeError{"not a valid CBOR message"};
+  upgradeFromVersion1(root);
 
   const Value message{root, "", known};
   Fields fields(message);

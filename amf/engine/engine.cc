@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "kvm_amf/amf/engine/apply.h"
+#include "kvm_amf/amf/engine/reconfiguration.h"
 #include "kvm_amf/amf/model/words.h"
 #include "redundancy/redundancy_model.h"
 
@@ -155,6 +156,35 @@ class Decider {
     for (const auto& request : pending) {
       auto [ok, message] = adminOperation(request.command);
       emit(AdminReply{request.id, request.from, ok, message});
+    }
+    configChanges();
+  }
+
+  // Operators' configuration changes, in the order received, each checked against the
+  // configuration and state at its place: one accepted before it moves the generation on, so a
+  // second change merged onto the same generation is refused as stale (its node manager merges it
+  // again onto the new configuration).
+  void configChanges() {
+    const std::vector<PendingConfigChange> pending = state().pendingConfig;
+    for (const auto& change : pending) {
+      ConfigReply reply;
+      reply.id = change.id;
+      reply.from = change.from;
+      if (change.baseGeneration != state().generation) {
+        reply.stale = true;
+        reply.problems = {"the configuration is at generation " + std::to_string(state().generation) + ", not " +
+                          std::to_string(change.baseGeneration)};
+      } else if (!change.config) {
+        reply.problems = {"the change carries no configuration"};
+      } else {
+        reply.problems = checkReconfiguration(state(), *change.config);
+        if (reply.problems.empty()) {
+          emit(SetConfiguration{change.config, state().generation + 1});
+          reply.ok = true;
+        }
+      }
+      reply.generation = state().generation;
+      emit(std::move(reply));
     }
   }
 

@@ -40,6 +40,15 @@ std::string word(NodeStatus status) {
 
 }  // namespace
 
+bool ConfigChange::operator==(const ConfigChange& other) const {
+  return id == other.id && from == other.from && baseGeneration == other.baseGeneration &&
+         sameConfiguration(config, other.config);
+}
+
+bool SetConfiguration::operator==(const SetConfiguration& other) const {
+  return generation == other.generation && sameConfiguration(config, other.config);
+}
+
 std::string nodeStatusWord(NodeStatus status) { return word(status); }
 std::string failureWord(FailureKind kind) { return word(kind); }
 
@@ -65,6 +74,14 @@ std::string describe(const Action& action) {
           },
           [](const SetSgAdjust& a) { return "sg/" + a.sg + (a.adjust ? " adjust" : " adjusted"); },
           [](const AdminReply& a) { return std::string(a.ok ? "admin ok: " : "admin refused: ") + a.message; },
+          [](const SetConfiguration& a) { return "configuration generation " + std::to_string(a.generation); },
+          [](const ConfigReply& a) {
+            if (a.ok) return "configuration change accepted: generation " + std::to_string(a.generation);
+            std::string text = "configuration change refused:";
+            for (const auto& problem : a.problems) text += " " + problem + ";";
+            if (!a.problems.empty()) text.pop_back();
+            return text;
+          },
       },
       action);
 }
@@ -86,6 +103,9 @@ std::string describe(const Report& report) {
           },
           [](const FenceDone& r) { return "fencing " + r.node + (r.ok ? " succeeded" : " failed: " + r.message); },
           [](const AdminRequest& r) { return "admin request: " + model::formatAdminCommand(r.command); },
+          [](const ConfigChange& r) {
+            return "configuration change onto generation " + std::to_string(r.baseGeneration);
+          },
       },
       report);
 }

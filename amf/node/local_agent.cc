@@ -43,6 +43,9 @@ bool LocalAgent::mine(const std::string& vm) const {
 void LocalAgent::onDecision(const engine::Decision& decision) {
   const ClusterState* s = state();
   if (!s) return;
+  // A unit the state no longer has (a configuration change removed it; only an uninstantiated
+  // one can be) has nothing to carry out.
+  auto known = [s](const std::string& su) { return s->sus.contains(su); };
   for (const auto& action : decision.actions) {
     std::visit(Overloaded{
                    [&](const engine::StartSu& a) {
@@ -54,20 +57,23 @@ void LocalAgent::onDecision(const engine::Decision& decision) {
                      if (a.node == node_ && a.status != engine::NodeStatus::kUp) reportIn();
                    },
                    [&](const engine::StopSu& a) {
+                     if (!known(a.su)) return;
                      for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
                    },
                    [&](const engine::FailoverSu& a) {
+                     if (!known(a.su)) return;
                      for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
                    },
                    [&](const engine::RestartVm& a) { restartVm(a.vm); },
                    [&](const engine::RestartSu& a) {
+                     if (!known(a.su)) return;
                      for (const auto& vm : s->suSpec(a.su).vms) restartVm(vm.name);
                    },
                    [&](const engine::SetHa& a) {
-                     if (s->sus.at(a.su).node == node_) assignUnit(a.su, a.si, a.ha);
+                     if (known(a.su) && s->sus.at(a.su).node == node_) assignUnit(a.su, a.si, a.ha);
                    },
                    [&](const engine::RemoveAssignment& a) {
-                     if (s->sus.at(a.su).node != node_) return;
+                     if (!known(a.su) || s->sus.at(a.su).node != node_) return;
                      for (const auto& vm : s->suSpec(a.su).vms) guests_.unassign(vm.name, a.si, [](Status) {});
                    },
                    [&](const engine::StartFence& a) {
@@ -95,7 +101,9 @@ void LocalAgent::onReport(const engine::Report& report) {
   const auto* started = std::get_if<engine::VmStarted>(&report);
   if (!started || started->node != node_) return;
   const ClusterState* s = state();
-  const std::string& su = s->vms.at(started->vm).su;
+  auto vm = s->vms.find(started->vm);
+  if (vm == s->vms.end()) return;  // removed by a configuration change since
+  const std::string& su = vm->second.su;
   for (const auto& [name, si] : s->sis) {
     for (const auto& a : si.assignments) {
       if (a.su == su && !a.acked) assignUnit(su, name, a.ha);
@@ -124,6 +132,7 @@ void LocalAgent::resume() {
 
 void LocalAgent::startUnit(const std::string& su, int fromBootOrder) {
   const ClusterState* s = state();
+  if (!s->sus.contains(su)) return;  // removed by a configuration change since its start began
   // The VMs of the lowest boot order not started yet; the next order starts when they all ran.
   std::vector<std::string> batch;
   int order = -1;
@@ -146,7 +155,9 @@ void LocalAgent::startUnit(const std::string& su, int fromBootOrder) {
 
 void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
   const ClusterState* s = state();
-  const auto& runtime = s->vms.at(vm);
+  auto found = s->vms.find(vm);
+  if (found == s->vms.end()) return;
+  const auto& runtime = found->second;
   if (runtime.node != node_ ||
       (runtime.presence != PresenceState::kInstantiating && runtime.presence != PresenceState::kRestarting)) {
     return;
@@ -155,10 +166,12 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
   const auto& watchdog = s->sgSpec(s->sus.at(runtime.su).sg).health.watchdog;
   hypervisor_.start(s->vmSpec(vm), watchdog, guarded([this, vm, then = std::move(then)](Status status) {
                       starting_.erase(vm);
-                      const auto& now = state()->vms.at(vm);
-                      const bool wanted = now.node == node_ && (now.presence == PresenceState::kInstantiating ||
-                                                                now.presence == PresenceState::kRestarting ||
-                                                                now.presence == PresenceState::kInstantiated);
+                      // Unwanted once stopped, and once removed by a configuration change after its stop.
+                      const auto now = state()->vms.find(vm);
+                      const bool wanted = now != state()->vms.end() && now->second.node == node_ &&
+                                          (now->second.presence == PresenceState::kInstantiating ||
+                                           now->second.presence == PresenceState::kRestarting ||
+                                           now->second.presence == PresenceState::kInstantiated);
                       if (status.ok() && !wanted) {
                         // The cluster stopped wanting it while it started: it must not run.
                         hypervisor_.destroy(vm, [](Status) {});
@@ -178,9 +191,7 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
 }
 
 void LocalAgent::stopVm(const std::string& vm) {
-  const ClusterState* s = state();
-  const auto& runtime = s->vms.at(vm);
-  if (runtime.node != node_ || runtime.presence != PresenceState::kTerminating) return;
+  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kTerminating) return;
   guests_.unwatch(vm);
   hypervisor_.destroy(vm, guarded([this, vm](Status status) {
                         if (status.ok()) {

@@ -48,6 +48,13 @@ void NodeManager::submit(const model::AdminCommand& command, AdminDone done) {
   send(engine::Report(engine::AdminRequest{id, view_.self, command}));
 }
 
+void NodeManager::submitConfiguration(std::shared_ptr<const model::Configuration> config, std::uint64_t baseGeneration,
+                                      ConfigDone done) {
+  const std::uint64_t id = nextAdminId_++;
+  configWaiting_[id] = std::move(done);
+  send(engine::Report(engine::ConfigChange{id, view_.self, baseGeneration, std::move(config)}));
+}
+
 void NodeManager::send(const engine::Envelope& message) {
   Status status = deps_.group->multicast(engine::encode(message));
   (void)status;  // not in the group: the message is lost, as it would be on a crash
@@ -182,25 +189,39 @@ void NodeManager::apply(const engine::Envelope& message) {
                    stateChanged();
                    if (deps_.observer) deps_.observer->onApplied(message, *state_);
                    agent_->onDecision(decision);
-                   for (const auto& action : decision.actions) {
-                     const auto* reply = std::get_if<engine::AdminReply>(&action);
-                     if (!reply || reply->from != view_.self) continue;
-                     auto it = adminWaiting_.find(reply->id);
-                     if (it == adminWaiting_.end()) continue;
-                     AdminDone done = std::move(it->second);
-                     adminWaiting_.erase(it);
-                     if (deps_.store) {
-                       pendingAcks_.push_back(
-                           [done = std::move(done), ok = reply->ok, text = reply->message] { done(ok, text); });
-                     } else {
-                       done(reply->ok, reply->message);
-                     }
-                   }
+                   // A configuration change may have changed what the view's rules read from it.
+                   view_.clusterSize = state_->config->cluster->nodes.size();
+                   view_.twoNode = state_->config->cluster->membership.twoNode;
+                   for (const auto& action : decision.actions) answerOwn(action);
                  },
                  [](const auto&) {},
              },
              message);
   maybeDecide();
+}
+
+void NodeManager::answerOwn(const engine::Action& action) {
+  if (const auto* reply = std::get_if<engine::AdminReply>(&action); reply && reply->from == view_.self) {
+    auto it = adminWaiting_.find(reply->id);
+    if (it == adminWaiting_.end()) return;
+    AdminDone done = std::move(it->second);
+    adminWaiting_.erase(it);
+    answer([done = std::move(done), ok = reply->ok, text = reply->message] { done(ok, text); });
+  } else if (const auto* config = std::get_if<engine::ConfigReply>(&action); config && config->from == view_.self) {
+    auto it = configWaiting_.find(config->id);
+    if (it == configWaiting_.end()) return;
+    ConfigDone done = std::move(it->second);
+    configWaiting_.erase(it);
+    answer([done = std::move(done), reply = *config] { done(reply); });
+  }
+}
+
+void NodeManager::answer(std::function<void()> done) {
+  if (deps_.store) {
+    pendingAcks_.push_back(std::move(done));
+  } else {
+    done();
+  }
 }
 
 void NodeManager::stateChanged() {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cluster_verbs.h"
+#include "config_verbs.h"
 #include "kvm_amf/admin/admin_client.h"
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/amf/config/serialize.h"
@@ -308,6 +309,27 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
       "--timeout", migrate.timeoutText, "how long the migration may take (the reply's is --timeout before the verb)");
   migrateVerb->fallthrough();
 
+  ApplyOptions apply;
+  std::string generationText;
+  CLI::App* applyVerb = app.add_subcommand(
+      "apply", "change the running configuration: each document replaces the one of its kind and name, or is added");
+  applyVerb->add_option("-f,--file", apply.files, "YAML files")->required()->expected(1, -1);
+  applyVerb->add_flag("--dry-run", apply.dryRun, "validate, check and show what would change; change nothing");
+  CLI::Option* generationOption = applyVerb->add_option(
+      "--generation", generationText, "refuse unless the configuration is still at generation N (from diff or status)");
+  applyVerb->fallthrough();
+
+  std::vector<std::string> diffFileNames;
+  CLI::App* diffVerb =
+      app.add_subcommand("diff", "what applying the files would change in the running configuration (exit 1: some)");
+  diffVerb->add_option("-f,--file", diffFileNames, "YAML files")->required()->expected(1, -1);
+  diffVerb->fallthrough();
+
+  std::string deleteTarget;
+  CLI::App* deleteVerb = app.add_subcommand("delete", "remove a service group from the running configuration");
+  deleteVerb->add_option("target", deleteTarget, "sg/NAME")->required();
+  deleteVerb->fallthrough();
+
   bool follow = false;
   std::string eventsEndpoint;
   CLI::App* eventsVerb = app.add_subcommand("events", "print amfd's events, one a line (1 s of them, or --follow)");
@@ -351,6 +373,19 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
   cluster.timeout = *timeout;
 
+  if (applyVerb->parsed()) {
+    if (generationOption->count() > 0) {
+      apply.expectedGeneration = parseGeneration(generationText);
+      if (apply.expectedGeneration == 0) {
+        err << "amf-admin apply: --generation: '" << generationText
+            << "' is not a configuration generation (a whole number from 1)\n";
+        return kExitUsage;
+      }
+    }
+    return applyFiles(apply, cluster, out, err);
+  }
+  if (diffVerb->parsed()) return diffFiles(diffFileNames, cluster, out, err);
+  if (deleteVerb->parsed()) return deleteObject(deleteTarget, cluster, out, err);
   if (statusVerb->parsed()) return showStatus(cluster, out, err);
   if (getVerb->parsed()) return getObjects(cluster, getKind, getName, out, err);
   for (const OperationVerb& verb : operations) {

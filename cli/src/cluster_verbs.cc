@@ -26,8 +26,6 @@
 namespace kvm_amf::cli {
 namespace {
 
-using admin::ClientError;
-using admin::ClientErrorKind;
 using admin::proto::Reply;
 using admin::proto::Request;
 using Json = nlohmann::ordered_json;
@@ -55,11 +53,6 @@ const Json& items(const Json& obj, const char* key) {
   static const Json kEmpty = Json::array();
   const Json& value = member(obj, key);
   return value.is_array() ? value : kEmpty;
-}
-
-// JSON as text that never throws: invalid UTF-8 is replaced.
-std::string dumpJson(const Json& value, int indent = -1) {
-  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
 // A table cell: a string as it is, null "-", a boolean yes/no, anything else as JSON.
@@ -120,64 +113,6 @@ void printIndented(const Table& table, std::ostream& out) {
   for (std::string line; std::getline(lines, line);) out << "  " << line << '\n';
 }
 
-// --- Talking to amfd.
-
-int exitCodeOf(Reply::Code code) {
-  switch (code) {
-    case Reply::OK:
-      return kExitOk;
-    case Reply::REFUSED:
-      return kExitRefused;
-    case Reply::INVALID:
-      return kExitDataError;
-    case Reply::UNAVAILABLE:
-      return kExitUnavailable;
-    case Reply::TIMEOUT:
-      return kExitTimeout;
-    case Reply::DIFFERENT:
-      return kExitRefused;
-    default:
-      return kExitRefused;  // a code of a newer amfd
-  }
-}
-
-// Prints the client's failure to reach `endpoint` and returns its exit code.
-int reportClientError(const ClientError& error, const std::string& endpoint, std::ostream& err) {
-  err << "amf-admin: " << error.message;
-  switch (error.kind) {
-    case ClientErrorKind::kUnreachable:
-      err << (endpoint.starts_with("tcp://") ? " (is amfd running there, serving TCP?)"
-                                             : " (is amfd running on this host?)")
-          << '\n';
-      return kExitUnavailable;
-    case ClientErrorKind::kTimeout:
-      err << '\n';
-      return kExitTimeout;
-    case ClientErrorKind::kRefused:
-    case ClientErrorKind::kFailed:
-      break;
-  }
-  err << '\n';
-  return kExitRefused;
-}
-
-// Prints a reply that is not OK and returns its exit code.
-int reportReply(const Reply& reply, std::ostream& err) {
-  err << "amf-admin: "
-      << (reply.message().empty() ? "amfd answered " + Reply::Code_Name(reply.code()) : reply.message()) << '\n';
-  return exitCodeOf(reply.code());
-}
-
-// Sends `request` and returns amfd's reply (whatever its code), or the exit code of a failure
-// already reported on `err`.
-std::variant<Reply, int> ask(const ClusterOptions& options, Request request, std::ostream& err) {
-  auto client = admin::AdminClient::connect(options.endpoint);
-  if (!client.ok()) return reportClientError(client.error(), options.endpoint, err);
-  auto reply = client.value()->call(std::move(request), options.timeout);
-  if (!reply.ok()) return reportClientError(reply.error(), options.endpoint, err);
-  return std::move(reply).value();
-}
-
 // The status document, or the exit code of a failure already reported on `err`.
 std::variant<Json, int> fetchStatus(const ClusterOptions& options, std::ostream& err) {
   Request request;
@@ -192,15 +127,6 @@ std::variant<Json, int> fetchStatus(const ClusterOptions& options, std::ostream&
     return kExitRefused;
   }
   return document;
-}
-
-// Prints `value` as -o json or -o yaml ask.
-void printMachineForm(const Json& value, const std::string& output, std::ostream& out) {
-  if (output == "yaml") {
-    out << toYamlDocument(value);
-  } else {
-    out << dumpJson(value, 2) << '\n';
-  }
 }
 
 // --- status

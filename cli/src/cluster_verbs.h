@@ -6,16 +6,9 @@
 #include <iosfwd>
 #include <string>
 
-#include "kvm_amf/common/time.h"
+#include "amfd_requests.h"
 
 namespace kvm_amf::cli {
-
-struct ClusterOptions {
-  std::string endpoint;        // amfd's admin endpoint, resolved (--endpoint, AMF_ENDPOINT or the default)
-  std::string eventsEndpoint;  // --events; empty: derived from `endpoint` (eventsEndpointFor)
-  std::string output = "table";
-  Duration timeout{30000};  // for each request's reply
-};
 
 // `status`: the status document as a table (problems first), or as JSON or YAML.
 int showStatus(const ClusterOptions& options, std::ostream& out, std::ostream& err);

@@ -24,6 +24,7 @@
 #include "kvm_amf/cli/exit_codes.h"
 #include "kvm_amf/cli/yaml_emitter.h"
 #include "kvm_amf/common/event_loop.h"
+#include "testing/loop_thread.h"
 #include "testing/temp_dir.h"
 
 namespace kvm_amf::cli {
@@ -33,18 +34,11 @@ using admin::proto::Reply;
 using admin::proto::Request;
 using nlohmann::json;
 using testing::admin;
+using testing::contains;
 using testing::example;
 using testing::Invocation;
+using testing::lines;
 using Clock = std::chrono::steady_clock;
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 // The first line that starts with `prefix`; empty if none.
 std::string lineStarting(const std::string& text, const std::string& prefix) {
@@ -164,17 +158,14 @@ class AdminClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    auto loop = EventLoop::create();
-    ASSERT_TRUE(loop.ok());
-    loop_ = std::move(loop).value();
-    thread_ = std::thread([this] { loop_->run(); });
+    ASSERT_TRUE(loop_.ok());
     // The server lives on the loop's thread: made, used and destroyed there.
     admin::AdminServerOptions options;
     options.ipcPath = endpoint();
     options.eventsPath = eventsEndpoint();
     options.logger = [](const std::string&) {};
     std::string error = onLoop<std::string>([this, options] {
-      auto server = admin::AdminServer::create(*loop_, options, amfd_);
+      auto server = admin::AdminServer::create(loop_.loop(), options, amfd_);
       if (!server.ok()) return server.error().message;
       server_ = std::move(server).value();
       return std::string();
@@ -183,21 +174,16 @@ class AdminClusterTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (!loop_) return;
+    if (!loop_.ok()) return;
     onLoop<bool>([this] {
       server_.reset();
       return true;
     });
-    loop_->stop();
-    thread_.join();
   }
 
-  // Runs `fn` on the loop thread and returns what it returns.
   template <typename T>
   T onLoop(std::function<T()> fn) {
-    std::promise<T> result;
-    loop_->post([&] { result.set_value(fn()); });
-    return result.get_future().get();
+    return loop_.onLoop<T>(std::move(fn));
   }
 
   std::string endpoint() const { return "ipc://" + (dir_ / "admin.sock").string(); }
@@ -211,8 +197,8 @@ class AdminClusterTest : public ::testing::Test {
 
   // Publishes `events` on the loop `delay` from now.
   void publishLater(Duration delay, std::vector<admin::proto::Event> events) {
-    loop_->post([this, delay, events] {
-      loop_->after(delay, [this, events] {
+    loop_.loop().post([this, delay, events] {
+      loop_.loop().after(delay, [this, events] {
         for (const auto& event : events) server_->publish(event);
       });
     });
@@ -221,8 +207,7 @@ class AdminClusterTest : public ::testing::Test {
   const json document_ = exampleStatus();
   kvm_amf::testing::TempDir dir_{"kvm-amf-cli-cluster"};
   FakeAmfd amfd_{document_};
-  std::unique_ptr<EventLoop> loop_;
-  std::thread thread_;
+  kvm_amf::testing::LoopThread loop_;
   std::unique_ptr<admin::AdminServer> server_;  // loop thread only
 };
 

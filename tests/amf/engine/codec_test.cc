@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kvm_amf/amf/config/loader.h"
+#include "kvm_amf/amf/config/serialize.h"
 
 namespace kvm_amf::engine {
 namespace {
@@ -59,6 +60,15 @@ std::shared_ptr<const model::Configuration> exampleConfiguration() {
   config::LoadResult loaded = config::loadConfigurationFiles(paths);
   EXPECT_TRUE(loaded.ok()) << (loaded.ok() ? "" : loaded.errors.front().str());
   return std::make_shared<const model::Configuration>(std::move(loaded.config));
+}
+
+// The example configuration without its last service group and with one unit ranked anew: what a
+// configuration change could make of it.
+std::shared_ptr<const model::Configuration> changedConfiguration() {
+  model::Configuration changed = *exampleConfiguration();
+  changed.serviceGroups.pop_back();
+  changed.serviceGroups.front().units.front().rank = 9;
+  return std::make_shared<const model::Configuration>(std::move(changed));
 }
 
 // A snapshot of the example cluster in the middle of its life: every kind of runtime field changed.
@@ -116,6 +126,7 @@ StateSnapshot busySnapshot() {
 
   state.pendingAdmin = {{17, 2, command("lock su/mme-a")},
                         {18, 3, command("migrate su/sgw-1 --to node/node3 --max-downtime 200ms --timeout 90s")}};
+  state.pendingConfig = {{19, 3, 7, changedConfiguration()}};
   return StateSnapshot{.node = 2, .state = std::move(state), .round = 7};
 }
 
@@ -134,6 +145,8 @@ TEST(Codec, EveryReportKindRoundTrips) {
       FenceDone{"node2", true, "", 1'700'000'000'123ms},
       FenceDone{"node3", false, "agent exit status 1", -5ms},
       AdminRequest{std::numeric_limits<std::uint64_t>::max(), 3, command("si-swap si/mme-si")},
+      ConfigChange{5, 2, 7, changedConfiguration()},
+      ConfigChange{6, 1, 0, nullptr},
   };
   std::set<std::size_t> kinds;
   for (const auto& report : reports) {
@@ -186,6 +199,10 @@ TEST(Codec, DecisionWithEveryActionKindRoundTrips) {
       SetPreferredActive{"mme-si", ""},
       SetSgAdjust{"sgw", true},
       AdminReply{99, 2, false, "su/nope: no such service unit"},
+      SetConfiguration{changedConfiguration(), 8},
+      ConfigReply{5, 2, true, false, 8, {}},
+      ConfigReply{6, 1, false, true, 8, {"the configuration is at generation 8, not 7"}},
+      ConfigReply{7, 3, false, false, 8, {"su/mme-a is instantiated on node1, so it cannot be removed", "second"}},
   };
   std::set<std::size_t> kinds;
   for (const auto& action : decision.actions) kinds.insert(action.index());
@@ -246,11 +263,11 @@ TEST(Codec, StateSnapshotOfAFreshStateAndOfNoStateRoundTrip) {
 
 TEST(Codec, WritesAVersionedMapWithTheMessageType) {
   const Json message = jsonOf(Report{VmFailed{"vm1", "node1", FailureKind::kIoError}});
-  EXPECT_EQ(message, Json::parse(R"({"v": 1, "type": "vm-failed", "vm": "vm1", "node": "node1", "kind": "io-error"})"));
+  EXPECT_EQ(message, Json::parse(R"({"v": 2, "type": "vm-failed", "vm": "vm1", "node": "node1", "kind": "io-error"})"));
 
   const Json decision = jsonOf(
       Decision{1, 1500ms, {SetHa{"su1", "si1", HaState::kActive}, SetAdmin{{Kind::kNode, "n1"}, AdminState::kLocked}}});
-  EXPECT_EQ(decision, Json::parse(R"({"v": 1, "type": "decision", "director": 1, "at": 1500, "actions": [
+  EXPECT_EQ(decision, Json::parse(R"({"v": 2, "type": "decision", "director": 1, "at": 1500, "actions": [
       {"type": "set-ha", "su": "su1", "si": "si1", "ha": "active"},
       {"type": "set-admin", "target": "node/n1", "admin": "locked"}]})"));
 
@@ -263,6 +280,34 @@ TEST(Codec, WritesAVersionedMapWithTheMessageType) {
   EXPECT_EQ(snapshot["state"]["nodes"]["node2"]["status"], "fencing");
   EXPECT_EQ(snapshot["state"]["vms"]["mme-b-vm"]["failure"], "io-error");
   EXPECT_EQ(snapshot["state"]["vms"]["mme-a-vm"]["failure"], nullptr);
+  EXPECT_EQ(snapshot["state"]["pendingConfig"][0]["baseGeneration"], 7);
+  EXPECT_EQ(snapshot["state"]["pendingConfig"][0]["config"][0]["kind"], "Cluster");
+
+  const Json change = jsonOf(Report{ConfigChange{5, 2, 7, changedConfiguration()}});
+  EXPECT_EQ(change["type"], "config-change");
+  EXPECT_EQ(change["config"], Json::parse(config::toDocuments(*changedConfiguration()).dump()));
+  const Json install = jsonOf(Decision{1, 0ms, {SetConfiguration{changedConfiguration(), 8}}});
+  EXPECT_EQ(install["actions"][0]["type"], "set-configuration");
+  EXPECT_EQ(install["actions"][0]["generation"], 8);
+}
+
+TEST(Codec, ReadsAVersion1StateAsOneWithNoConfigurationChangePending) {
+  StateSnapshot snapshot = busySnapshot();
+  snapshot.state.pendingConfig.clear();
+  Json old = jsonOf(snapshot);
+  old["v"] = 1;
+  old["state"].erase("pendingConfig");
+  const Result<Envelope> decoded = decode(cbor(old));
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_TRUE(decoded.value() == Envelope(snapshot));
+
+  Json started = jsonOf(Report{VmStarted{"vm1", "node1"}});
+  started["v"] = 1;
+  ASSERT_TRUE(decode(cbor(started)));
+  EXPECT_TRUE(decode(cbor(started)).value() == Envelope(Report{VmStarted{"vm1", "node1"}}));
+
+  old["v"] = 0;
+  EXPECT_NE(errorOf(cbor(old)).find("v: version 0"), std::string::npos);
 }
 
 // ---- Refusals -----------------------------------------------------------------------------------
@@ -289,7 +334,7 @@ TEST(Codec, RefusesValidCborThatIsNotAMessage) {
 
 TEST(Codec, RefusesAnUnknownVersion) {
   Json message = jsonOf(Report{VmStarted{"vm1", "node1"}});
-  for (const Json& version : {Json(0), Json(2), Json(-1), Json(1u << 31)}) {
+  for (const Json& version : {Json(0), Json(3), Json(-1), Json(1u << 31)}) {
     message["v"] = version;
     EXPECT_NE(errorOf(cbor(message)).find("v: "), std::string::npos) << version;
   }
@@ -330,8 +375,8 @@ TEST(Codec, RefusesEveryMissingField) {
   EXPECT_NE(errorOf(cbor(decision)).find("actions[0]: missing field \"reason\""), std::string::npos);
 
   Json snapshot = jsonOf(busySnapshot());
-  for (const char* key :
-       {"config", "generation", "decisions", "applied", "nodes", "sgs", "sus", "sis", "vms", "pendingAdmin"}) {
+  for (const char* key : {"config", "generation", "decisions", "applied", "nodes", "sgs", "sus", "sis", "vms",
+                          "pendingAdmin", "pendingConfig"}) {
     Json altered = snapshot;
     altered["state"].erase(key);
     EXPECT_NE(errorOf(cbor(altered)).find(std::string("state: missing field \"") + key + "\""), std::string::npos);
@@ -432,6 +477,10 @@ TEST(Codec, RefusesASnapshotWhoseConfigurationDoesNotLoad) {
   snapshot = jsonOf(busySnapshot());
   snapshot["state"]["config"][0]["metadata"]["name"] = Json::binary({0xde, 0xad});
   EXPECT_NE(errorOf(cbor(snapshot)).find("state.config[0].metadata.name"), std::string::npos);
+
+  Json change = jsonOf(Report{ConfigChange{5, 2, 7, changedConfiguration()}});
+  change["config"][1]["spec"]["redundancy"]["model"] = "3N";
+  EXPECT_NE(errorOf(cbor(change)).find("config: the configuration does not load"), std::string::npos);
 }
 
 TEST(Codec, RefusesEveryTruncationOfAValidMessage) {

@@ -3,6 +3,9 @@
 // copy of the replicated state; what the node manager applies is published on the event stream.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "kvm_amf/admin/admin_server.h"
@@ -23,7 +26,12 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
   // Query{what:"status"}: OK with the status document (engine/status.h) plus "node" and
   // "synced"; UNAVAILABLE while this amfd is not synchronised with a quorate group. Command:
   // parsed (INVALID if it does not parse), then submitted: OK or REFUSED with the director's
-  // answer; UNAVAILABLE without quorum. Apply, Diff, Delete: REFUSED (not supported yet).
+  // answer; UNAVAILABLE without quorum. Apply, Delete: carried out by node::applyConfigChange (OK
+  // applied, unchanged or a dry run that would be accepted; INVALID with every error; REFUSED with
+  // every problem; UNAVAILABLE). Diff: OK when the documents are what runs, DIFFERENT otherwise,
+  // INVALID. The replies to these three carry the generation and a JSON body
+  // (docs/admin-api.md): outcome, generation, changes (with each document's canonical YAML before
+  // and after), errors, problems.
   void onRequest(const admin::proto::Request& request, const admin::Peer& peer,
                  std::function<void(admin::proto::Reply)> reply) override;
 
@@ -33,10 +41,16 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
 
  private:
   void publish(const std::string& type, const std::string& text, const std::string& json = "");
+  void configure(const admin::proto::Request& request, std::function<void(admin::proto::Reply)> reply);
+  void diff(const admin::proto::Diff& request, std::function<void(admin::proto::Reply)> reply);
+  // Publishes a `config` event when the state's configuration generation is not the one last seen.
+  void followConfiguration(const engine::ClusterState& state);
 
   std::string node_;
   node::NodeManager* manager_ = nullptr;
   admin::AdminServer* server_ = nullptr;
+  std::shared_ptr<const model::Configuration> lastConfig_;  // the configuration events were last about
+  std::uint64_t lastGeneration_ = 0;
 };
 
 }  // namespace kvm_amf::daemon

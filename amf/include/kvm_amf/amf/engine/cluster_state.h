@@ -114,6 +114,17 @@ struct PendingAdmin {
   bool operator==(const PendingAdmin&) const = default;
 };
 
+// An operator's configuration change waiting for the director's answer (replicated, so a new
+// director answers it): the whole configuration wanted, merged by node manager `from` onto
+// configuration generation `baseGeneration`.
+struct PendingConfigChange {
+  std::uint64_t id = 0;
+  int from = 0;
+  std::uint64_t baseGeneration = 0;
+  std::shared_ptr<const model::Configuration> config;
+  bool operator==(const PendingConfigChange& other) const;  // configurations compared by value
+};
+
 // Where each name's specification is in a configuration, and what each service group holds.
 // Derived from the configuration alone; shared by every copy of a state.
 struct SpecIndex {
@@ -135,6 +146,7 @@ struct ClusterState {
   std::map<std::string, SiRuntime> sis;
   std::map<std::string, VmRuntime> vms;
   std::vector<PendingAdmin> pendingAdmin;
+  std::vector<PendingConfigChange> pendingConfig;
 
   bool operator==(const ClusterState& other) const;
 
@@ -151,8 +163,14 @@ struct ClusterState {
 
  private:
   mutable std::shared_ptr<const SpecIndex> index_;
-  mutable const model::Configuration* indexed_ = nullptr;
+  // The configuration index_ was built from. Held, not just its address: a configuration freed
+  // after a change could have its address reused by a later one, which would pass for indexed.
+  mutable std::shared_ptr<const model::Configuration> indexed_;
 };
+
+// Both null, the same configuration, or equal ones.
+bool sameConfiguration(const std::shared_ptr<const model::Configuration>& a,
+                       const std::shared_ptr<const model::Configuration>& b);
 
 // The state of a configuration nobody has acted on yet: every node down, nothing placed.
 // REQUIRES: config has a Cluster.

@@ -1,18 +1,21 @@
 // The wire form of the replicated stream: the bytes of one multicast Envelope.
 //
 // A message is the CBOR encoding (RFC 8949, as nlohmann::json::to_cbor writes it) of one map
-// {"v": 1, "type": "<kind>", ...fields}. Kinds are the words of the Report alternatives
+// {"v": 2, "type": "<kind>", ...fields}. Kinds are the words of the Report alternatives
 // ("vm-started", "vm-start-failed", "vm-stopped", "vm-stop-failed", "vm-failed", "ha-acked",
-// "agent-up", "fence-done", "admin-request"), then "decision", "state-offer" and "state-snapshot".
-// Field names are the C++ member names; enumerations are their words; times and durations are
-// integer milliseconds; an AdminCommand is its canonical words; a snapshot's configuration is its
-// canonical documents (config/serialize.h). Every member of every message round-trips exactly:
-// decode(encode(m)) == m for every m whose AdminCommands and AdminTargets format and parse back
-// (parseAdminCommand accepts them) and whose configuration, if any, loadConfiguration produced.
+// "agent-up", "fence-done", "admin-request", "config-change"), then "decision", "state-offer" and
+// "state-snapshot". Field names are the C++ member names; enumerations are their words; times and
+// durations are integer milliseconds; an AdminCommand is its canonical words; a configuration (a
+// snapshot's, a change's) is its canonical documents (config/serialize.h). Every member of every
+// message round-trips exactly: decode(encode(m)) == m for every m whose AdminCommands and
+// AdminTargets format and parse back (parseAdminCommand accepts them) and whose configurations, if
+// any, loadConfiguration produced.
 //
 // The format is versioned by "v": a change of meaning, or a field added or removed, is a new
-// version. A decoder accepts only the version it knows, and only the fields it knows, so every
-// member interprets an accepted message the same way.
+// version. A decoder accepts only the versions it knows, and only the fields it knows, so every
+// member interprets an accepted message the same way. Version 2 added configuration changes
+// (ConfigChange, SetConfiguration, ConfigReply, ClusterState::pendingConfig); a version-1 message
+// (a state an older amfd stored) is read as version 2 with no configuration change pending.
 #pragma once
 
 #include <cstddef>
@@ -26,8 +29,8 @@
 
 namespace kvm_amf::engine {
 
-// The wire format version encode() writes and decode() accepts.
-inline constexpr int kCodecVersion = 1;
+// The wire format version encode() writes; decode() accepts it and version 1.
+inline constexpr int kCodecVersion = 2;
 
 // Bounds decode() enforces on untrusted bytes, so a hostile message costs bounded time and memory.
 inline constexpr std::size_t kMaxMessageBytes = 16u << 20;  // a whole message

@@ -4,10 +4,10 @@
 // Level-triggered: each call looks at the whole state and returns what is needed now, so a new
 // director (or a repeated call) continues where the last decision left off. One call covers, in
 // order: host liveness and fencing (nothing on a lost host is recovered before it is fenced or
-// certainly self-fenced), operators' commands, VM failures and the escalation ladder (VM restart,
-// SU restart, SU failover, node failover), unit instantiation and repair, and SI assignments by
-// the group's redundancy model (quiesce before moving; never a second active for an SI while the
-// first may still run).
+// certainly self-fenced), operators' commands and configuration changes (reconfiguration.h), VM
+// failures and the escalation ladder (VM restart, SU restart, SU failover, node failover), unit
+// instantiation and repair, and SI assignments by the group's redundancy model (quiesce before
+// moving; never a second active for an SI while the first may still run).
 #pragma once
 
 #include <optional>

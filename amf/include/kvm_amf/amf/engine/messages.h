@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
 #include <vector>
@@ -58,6 +59,13 @@ struct AdminRequest {  // an operator's command, received by node manager `from`
   int from = 0;
   model::AdminCommand command;
   bool operator==(const AdminRequest&) const = default;
+};
+struct ConfigChange {  // an operator's configuration change, merged by node manager `from`
+  std::uint64_t id = 0;
+  int from = 0;
+  std::uint64_t baseGeneration = 0;                    // the generation `config` was merged onto
+  std::shared_ptr<const model::Configuration> config;  // the whole configuration wanted
+  bool operator==(const ConfigChange& other) const;    // configurations compared by value
 };
 
 // ---- Actions: decided by the director --------------------------------------------------------
@@ -139,10 +147,28 @@ struct AdminReply {  // the outcome of AdminRequest id received by node manager 
   std::string message;
   bool operator==(const AdminReply&) const = default;
 };
+// Installs `config` as configuration `generation` (the current one + 1): entities that remain keep
+// their runtime, new ones start as in initialState, removed ones go (reconfiguration.h).
+struct SetConfiguration {
+  std::shared_ptr<const model::Configuration> config;
+  std::uint64_t generation = 0;
+  bool operator==(const SetConfiguration& other) const;  // configurations compared by value
+};
+struct ConfigReply {  // the outcome of ConfigChange id received by node manager `from`
+  std::uint64_t id = 0;
+  int from = 0;
+  bool ok = false;
+  // Refused only because the configuration is no longer at the change's base generation (another
+  // change got in first): merging the same documents again onto the new one may succeed.
+  bool stale = false;
+  std::uint64_t generation = 0;       // the configuration's generation once this answer is applied
+  std::vector<std::string> problems;  // refused: why, each naming its object
+  bool operator==(const ConfigReply&) const = default;
+};
 
-using Action =
-    std::variant<SetNodeStatus, StartFence, StartSu, StopSu, RestartVm, RestartSu, FailoverSu, SetNodeOper, DestroyVm,
-                 RepairSu, SetHa, RemoveAssignment, SetAdmin, SetPreferredActive, SetSgAdjust, AdminReply>;
+using Action = std::variant<SetNodeStatus, StartFence, StartSu, StopSu, RestartVm, RestartSu, FailoverSu, SetNodeOper,
+                            DestroyVm, RepairSu, SetHa, RemoveAssignment, SetAdmin, SetPreferredActive, SetSgAdjust,
+                            AdminReply, SetConfiguration, ConfigReply>;
 
 // One step of the director: its actions, stamped with the director's clock.
 struct Decision {
@@ -153,7 +179,7 @@ struct Decision {
 };
 
 using Report = std::variant<VmStarted, VmStartFailed, VmStopped, VmStopFailed, VmFailed, HaAcked, AgentUp, FenceDone,
-                            AdminRequest>;
+                            AdminRequest, ConfigChange>;
 
 // ---- State transfer: after a view change that adds members --------------------------------------
 

@@ -49,6 +49,7 @@ struct NodeManagerDeps {
 class NodeManager : public cluster::GroupListener {
  public:
   using AdminDone = std::function<void(bool ok, std::string message)>;
+  using ConfigDone = std::function<void(const engine::ConfigReply& reply)>;
 
   // `initial`: the state this host had (from its disk, or the configuration's initial state); the
   // group's freshest state replaces it on joining. REQUIRES: every dependency outlives this.
@@ -62,6 +63,13 @@ class NodeManager : public cluster::GroupListener {
 
   // Sends an operator's command into the stream; `done` gets the director's answer.
   void submit(const model::AdminCommand& command, AdminDone done);
+  // Sends a configuration change into the stream: `config`, the whole configuration wanted, merged
+  // onto generation `baseGeneration` (config_change.h does the merging). `done` gets the director's
+  // answer: installed as the next generation, or refused (stale: the generation has moved on).
+  // Like `submit`, with a store the answer comes once the state holding it is on this host's disk,
+  // and it never comes if this node manager leaves the group first.
+  void submitConfiguration(std::shared_ptr<const model::Configuration> config, std::uint64_t baseGeneration,
+                           ConfigDone done);
 
   // The replicated state once synchronised with the group; nullptr before.
   const engine::ClusterState* state() const { return synced() ? &*state_ : nullptr; }
@@ -82,6 +90,11 @@ class NodeManager : public cluster::GroupListener {
   void adopt(const engine::StateSnapshot& snapshot);
   void apply(const engine::Envelope& message);
   void maybeDecide();
+  // The answer to a request of this node manager, if `action` is one.
+  void answerOwn(const engine::Action& action);
+  // Answers a request of this node manager: at once, or with a store once the state holding the
+  // answer is on disk.
+  void answer(std::function<void()> done);
   void stateChanged();  // schedules one save for the changes of this turn
   void persist();
 
@@ -102,6 +115,7 @@ class NodeManager : public cluster::GroupListener {
   std::optional<TimerId> selfFenceTimer_;  // without quorum: self-fence when it runs
   std::uint64_t nextAdminId_ = 1;
   std::map<std::uint64_t, AdminDone> adminWaiting_;
+  std::map<std::uint64_t, ConfigDone> configWaiting_;
   std::uint64_t malformed_ = 0;
   bool persistScheduled_ = false;
   bool saving_ = false;                             // a save is being written

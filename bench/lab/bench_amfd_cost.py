@@ -55,12 +55,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mib(pid):
-    with open("/proc/%d/status" % pid) as f:
+def memory_mib(pid):
+    """(resident, of it anonymous: the process's own, not the libraries' pages it shares)."""
+    fields = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1]) / 1024.0
+    return fields.get("Rss", 0.0), fields.get("Anonymous", 0.0)
 
 
 def settled(lab, pairs):
@@ -76,7 +79,7 @@ def measure(lab, seconds):
     pids = {i: lab.amfd_pid(i) for i in lab.hosts() if lab.amfd_pid(i)}
     before = {i: cpu_seconds(p) for i, p in pids.items()}
     time.sleep(seconds)
-    return {i: ((cpu_seconds(p) - before[i]) / seconds * 100.0, rss_mib(p)) for i, p in pids.items()}
+    return {i: ((cpu_seconds(p) - before[i]) / seconds * 100.0, memory_mib(p)) for i, p in pids.items()}
 
 
 def main():
@@ -106,19 +109,21 @@ def main():
         per_host = {i: len(lab.qemus(i)) for i in lab.hosts()}
         idle = measure(lab, args.idle)
         print("\nidle, %.0f s (heartbeats every 200 ms):" % args.idle)
-        for i, (cpu, rss) in sorted(idle.items()):
-            print("  amfd %s: %d VMs, RSS %.1f MiB, CPU %.2f%% of a core (%.3f%% per VM)" % (
-                lab.node_name(i), per_host[i], rss, cpu, cpu / max(1, per_host[i])))
+        for i, (cpu, (rss, anon)) in sorted(idle.items()):
+            print("  amfd %s: %d VMs, RSS %.1f MiB (%.1f MiB its own, the rest shared libraries), CPU %.2f%% of a core "
+                  "(%.3f%% per VM)" % (lab.node_name(i), per_host[i], rss, anon, cpu, cpu / max(1, per_host[i])))
         total_cpu = sum(c for c, _ in idle.values())
         print("  all amfds: CPU %.2f%% of a core for %d VMs: %.3f%% per VM; RSS %.1f MiB each at most" % (
-            total_cpu, sum(per_host.values()), total_cpu / sum(per_host.values()), max(r for _, r in idle.values())))
+            total_cpu, sum(per_host.values()), total_cpu / sum(per_host.values()),
+            max(m[0] for _, m in idle.values())))
         victim = max(per_host, key=lambda i: per_host[i])
         lab.power_off(victim)
         print("\npower-off of %s (%d VMs): the survivors over the next 20 s:" % (lab.node_name(victim),
                                                                                 per_host[victim]))
         busy = measure(lab, 20)
-        for i, (cpu, rss) in sorted(busy.items()):
-            print("  amfd %s: RSS %.1f MiB, CPU %.2f%% of a core" % (lab.node_name(i), rss, cpu))
+        for i, (cpu, (rss, anon)) in sorted(busy.items()):
+            print("  amfd %s: RSS %.1f MiB (%.1f MiB its own), CPU %.2f%% of a core" % (lab.node_name(i), rss, anon,
+                                                                                       cpu))
     finally:
         lab.down()
         os.system("rm -rf '%s'" % directory)

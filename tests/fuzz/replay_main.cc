@@ -1,5 +1,5 @@
 // Runs a libFuzzer target over saved inputs without libFuzzer (any compiler): each argument is a
-// file or a folder of files. Used by the test suite to replay the corpus under the sanitizers.
+// file or a folder, whose files (in subfolders too) are each an input. Used by the test suite to replay the corpus under the sanitizers.
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::filesystem::path arg(argv[i]);
     if (std::filesystem::is_directory(arg)) {
-      for (const auto& entry : std::filesystem::directory_iterator(arg)) inputs.push_back(entry.path());
+      for (const auto& entry : std::filesystem::recursive_directory_iterator(arg)) {
+        if (entry.is_regular_file()) inputs.push_back(entry.path());
+      }
     } else {
       inputs.push_back(arg);
     }

@@ -12,6 +12,7 @@ status places a VM on a host where it does not run (or the other way round) for 
 failure detection allows.
 """
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -252,8 +253,112 @@ def case_admin_api(lab, probes):
     check(lab.qemus(3) == qemus, "the restarted amfd changed its host's VMs: %s, was %s" % (lab.qemus(3), qemus))
 
 
+EXTRA = """apiVersion: kvm-amf/v1
+kind: ServiceGroup
+metadata:
+  name: extra
+spec:
+  redundancy: {model: No-Redundancy}
+  nodeGroup: all
+  health:
+    heartbeat: {interval: 500ms, timeout: 2s}
+  units:
+    - name: extra-1
+      vms:
+        - name: extra-vm
+          vcpus: 1
+          memory: 256Mi
+          boot:
+            kernel: %(image)s/vmlinux
+            initrd: %(image)s/initrd.cpio.gz
+            cmdline: console=ttyS0 quiet kvmamf.ip=10.90.3.20/24
+          nics:
+            - {mac: "52:54:00:04:00:20", bridge: br-oam, ip: 10.90.3.20/24}
+  serviceInstances:
+    - name: extra-si
+      attributes: {ip: 10.90.3.101/24}
+"""
+
+
+def generation(lab):
+    return lab.status()["generation"]
+
+
+def case_apply(lab, probes):
+    directory = os.path.dirname(lab.dir)
+    mme, oam = [f for f in lab.state["config"] if f.endswith(("sg-mme.yaml", "sg-oam.yaml"))]
+    result = lab.admin(1, "diff", "-f", mme, "-f", oam, output="table")
+    check(result.returncode == 0, "diff of the running files: exit %d %s%s" % (result.returncode, result.stdout,
+                                                                               result.stderr))
+    first = generation(lab)
+    # A new service group: its VM starts, its guest takes the SI's address.
+    extra = os.path.join(directory, "sg-extra.yaml")
+    with open(extra, "w") as f:
+        f.write(EXTRA % {"image": os.environ["AMF_GUEST_IMAGE"]})
+    result = lab.admin(2, "apply", "-f", extra, output="table")
+    print(result.stdout.strip())
+    check(result.returncode == 0 and generation(lab) == first + 1, "apply: exit %d %s" % (result.returncode,
+                                                                                          result.stderr))
+    probe = Probe(lab.client_ns(), "10.90.3.101")
+    try:
+        wait_for("extra-si served", lambda: served(lab, "extra-si"), timeout=180)
+        wait_for("the client reaching 10.90.3.101", lambda: probe.answered_since(now_ms() - 200), timeout=60)
+    finally:
+        probe.stop()
+    check(lab.vm_host("extra-vm"), "extra-vm runs nowhere")
+    # Invalid documents: 65 at FILE:LINE:COLUMN, nothing changed.
+    bad = os.path.join(directory, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write((EXTRA % {"image": "/nowhere"}).replace("vcpus: 1", "vcpus: lots"))
+    result = lab.admin(1, "apply", "-f", bad, output="table")
+    check(result.returncode == 65 and bad + ":" in result.stderr, "invalid apply: exit %d %s" % (
+        result.returncode, result.stderr))
+    check(generation(lab) == first + 1, "an invalid apply changed the generation")
+    # Two applies at once from two hosts, each changing another group: neither is lost.
+    changed = []
+    for path, key in ((mme, "vmRestartMax: 0"), (oam, "vmRestartMax: 2")):
+        with open(path) as f:
+            text = f.read()
+        check(key in text, "%s has no '%s'" % (path, key))
+        out = os.path.join(directory, "changed-" + os.path.basename(path))
+        with open(out, "w") as f:
+            f.write(text.replace(key, "vmRestartMax: 1"))
+        changed.append(out)
+    procs = [subprocess.Popen([lab.tools.admin, "--endpoint", lab.endpoint(i), "apply", "-f", path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, path in ((1, changed[0]), (3, changed[1]))]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        print(out.strip() or err.strip())
+        check(p.returncode == 0, "a concurrent apply: exit %d %s" % (p.returncode, err))
+    check(generation(lab) == first + 3, "two applies made generation %d, not %d" % (generation(lab), first + 3))
+    result = lab.admin(2, "diff", "-f", changed[0], "-f", changed[1], output="table")
+    check(result.returncode == 0, "one of the concurrent applies was lost:\n%s" % result.stdout)
+    # An apply against a generation that has moved on is refused.
+    result = lab.admin(1, "apply", "--generation", str(first), "-f", mme, output="table")
+    check(result.returncode == 1 and "diff again" in result.stderr, "stale --generation: exit %d %s" % (
+        result.returncode, result.stderr))
+    # Deleting a running group is refused; once locked for instantiation it goes, with its VM.
+    result = lab.admin(3, "delete", "sg/extra", output="table")
+    check(result.returncode == 1 and "lock" in result.stderr, "delete of a running group: exit %d %s" % (
+        result.returncode, result.stderr))
+    for words in (("lock", "sg/extra"), ("lock-in", "sg/extra")):
+        result = lab.admin(1, *words)
+        check(result.returncode == 0, "%s: exit %d %s" % (" ".join(words), result.returncode, result.stderr))
+    wait_for("extra-vm stopped", lambda: not lab.vm_host("extra-vm"), timeout=60)
+    wait_for("extra-1 uninstantiated", lambda: [su for su in lab.status()["sus"] if su["name"] == "extra-1"
+                                                and su["presence"] == "uninstantiated" and not su["node"]], timeout=60)
+    result = lab.admin(3, "delete", "sg/extra", output="table")
+    print(result.stdout.strip())
+    check(result.returncode == 0, "delete: exit %d %s" % (result.returncode, result.stderr))
+    status = lab.status()
+    check(not [su for su in status["sus"] if su["name"] == "extra-1"], "extra-1 is still in status")
+    check(status["generation"] == first + 4, "generation %d after the delete" % status["generation"])
+
+
 CASES = {
     "admin-api": case_admin_api,
+    "apply": case_apply,
     "vm-kill": case_vm_kill,
     "host-crash": case_host_crash,
     "partition": case_partition,

@@ -3,8 +3,8 @@
 
 Usage: lab_run_test.py CASE   (root; AMF_LAB, AMF_SIM, AMF_GUEST_IMAGE, AMF_LIBVIRT_CACHE from ctest)
 Cases:
-  host-crash  examples/lab (paths moved into the test's directory), node1 crashed at 15 s, an
-              si-swap at 30 s: exit 0, the report has the keys of amf-sim's plus clientOutages,
+  host-crash  examples/lab (paths moved into the test's directory), node1 crashed at 10 s, an
+              si-swap at 22 s: exit 0, the report has the keys of amf-sim's plus clientOutages,
               the fault and the swap in its events with the cluster's reports and decisions, no
               violation, node1 back (the lab's fence agent power-cycles it), the SI's outages
               within the scenario's bound
@@ -25,7 +25,7 @@ def scenario(directory, steps, expect=""):
     files = configuration(directory)
     path = os.path.join(directory, "scenario.yaml")
     with open(path, "w") as f:
-        f.write("config: [%s]\nseed: 3\ntiming: {boot: 5s}\nuntil: 45s\nsteps:\n%s%s" % (
+        f.write("config: [%s]\nseed: 3\ntiming: {boot: 5s}\nuntil: 32s\nsteps:\n%s%s" % (
             ", ".join(files), steps, expect))
     return path
 
@@ -36,9 +36,9 @@ def amf_lab(directory, *args):
 
 
 def case_host_crash(directory):
-    path = scenario(directory, """  - at: 15s
+    path = scenario(directory, """  - at: 10s
     fault: {node-crash: node1}
-  - at: 30s
+  - at: 22s
     admin: "si-swap si/mme-si"
 """, """expect:
   final:

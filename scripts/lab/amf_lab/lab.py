@@ -216,8 +216,13 @@ class Lab:
         for pid in [read_pid(f) for f in self._power_pidfiles()] + [self.state.get("keeper")]:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        # A lab keeps nothing worth a graceful stop: every host is powered off at once, then the
+        # scripts delete what is left (namespaces, mounts, pid files).
         for i in self.hosts():
-            self.kill_amfd(i, signal.SIGTERM)
+            try:
+                self.power_off(i)
+            except LabError as e:
+                print("amf-lab: down: %s" % e, file=sys.stderr)
         for i in self.hosts():
             subprocess.run([LIBVIRT_SCRIPT, "down", self.dir, "host%d" % i], stdout=subprocess.DEVNULL)
         subprocess.run(["bash", HOSTS_SCRIPT, "down", self.dir, self.prefix], stdout=subprocess.DEVNULL)

@@ -15,6 +15,13 @@ json nameOrNull(const std::string& name) { return name.empty() ? json(nullptr) :
 json statusDocument(const ClusterState& s, const View& view) {
   const int director = directorOf(view);
   json problems = json::array();
+  // Without a director nothing is decided here, and what this host holds may be stale: another
+  // partition (or the cluster this host has not rejoined yet) may have moved everything since.
+  if (director == 0) {
+    problems.push_back(std::string(view.quorate ? "no director: this host's group has no majority of the node managers"
+                                                : "this host's partition has no quorum") +
+                       "; the state below is its last known one, and nothing is decided here");
+  }
   json nodes = json::array();
   std::string directorName;
   for (const auto& [name, node] : s.nodes) {

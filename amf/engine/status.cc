@@ -1,7 +1,11 @@
 #include "kvm_amf/amf/engine/status.h"
 
+#include <cstdio>
+
+#include "kvm_amf/amf/config/serialize.h"
 #include "kvm_amf/amf/engine/messages.h"
 #include "kvm_amf/amf/model/words.h"
+#include "kvm_amf/common/durable_file.h"
 
 namespace kvm_amf::engine {
 namespace {
@@ -95,9 +99,13 @@ json statusDocument(const ClusterState& s, const View& view) {
                    {"admin", model::toWord(sg.admin)},
                    {"units", units}});
   }
+  // Equal on every host that holds the same configuration: what a convergence check compares.
+  char digest[9];
+  std::snprintf(digest, sizeof digest, "%08x", crc32c(config::toDocuments(*s.config).dump()));
   return {{"quorate", view.quorate},
           {"director", nameOrNull(directorName)},
           {"generation", s.generation},
+          {"configDigest", std::string(digest)},
           {"decisions", s.decisions},
           {"nodes", nodes},
           {"sgs", sgs},

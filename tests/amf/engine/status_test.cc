@@ -116,6 +116,25 @@ TEST(StatusDocumentTest, AQuorateViewWithoutAMajorityOfNodeManagersHasNoDirector
             "one, and nothing is decided here");
 }
 
+TEST(StatusDocumentTest, TheConfigDigestFollowsTheConfigurationAlone) {
+  ClusterState a = exampleState();
+  ClusterState b = exampleState();  // the same documents, loaded again
+  View view;
+  view.self = 1;
+  view.group = {1, 2, 3};
+  view.hosts = {1, 2, 3};
+  view.quorate = true;
+  view.clusterSize = 3;
+  b.decisions = 99;  // runtime differences do not count
+  const std::string digest = statusDocument(a, view)["configDigest"];
+  EXPECT_EQ(digest.size(), 8u);
+  EXPECT_EQ(statusDocument(b, view)["configDigest"], digest);
+  auto changed = std::make_shared<model::Configuration>(*a.config);
+  changed->serviceGroups.front().recovery.vmRestartMax += 1;
+  a.config = changed;
+  EXPECT_NE(statusDocument(a, view)["configDigest"], digest);
+}
+
 TEST(StatusDocumentTest, WithADirectorNoSuchProblem) {
   const ClusterState s = exampleState();
   View view;

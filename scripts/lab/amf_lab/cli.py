@@ -27,6 +27,7 @@ USAGE = """amf-lab [--dir DIR] VERB ...
   heal
   probe [--seconds S]      ping every service address from the client, print each outage
   run SCENARIO.yaml [-o json|text] [--keep] [...]   a scenario of amf-sim, for real
+  campaign SCENARIO.yaml... --report DIR [...]      each on a fresh lab; DIR/report.md and .json
   demo -f FILE... [...]    up (unless a lab is up), then a host crash under a 2N SI, shown
 """
 
@@ -147,6 +148,12 @@ def main(argv, defaults):
     rn.add_argument("--image")
     rn.add_argument("--cache")
     rn.add_argument("--prefix", default="amf")
+    cp = verbs.add_parser("campaign")
+    cp.add_argument("scenarios", nargs="+")
+    cp.add_argument("--report", required=True, help="a folder for the reports")
+    cp.add_argument("--image")
+    cp.add_argument("--cache")
+    cp.add_argument("--prefix", default="amf")
     args = parser.parse_args(argv)
     tools = tools_from(defaults)
     try:
@@ -160,6 +167,9 @@ def main(argv, defaults):
         if args.verb == "run":
             from .scenario import run_scenario
             return run_scenario(Lab(args.dir, tools), args)
+        if args.verb == "campaign":
+            from .scenario import run_campaign
+            return run_campaign(lambda name: Lab(args.dir, tools), tools, args)
         lab = Lab.load(args.dir, tools)
         if args.verb == "down":
             lab.down()

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .config import LabConfig
@@ -24,15 +25,19 @@ HOSTS_SCRIPT = os.path.join(SCRIPTS, "corosync-hosts.sh")
 LIBVIRT_SCRIPT = os.path.join(SCRIPTS, "libvirt-host.sh")
 SOURCE = os.path.dirname(os.path.dirname(SCRIPTS))
 GUEST_BUILDER = os.path.join(SOURCE, "guest", "image", "build-test-guest.sh")
+LOSS_TABLE = "amf_lab_loss"
+STATE_DISK = "64m"  # the tmpfs under each amfd's state: small enough to fill (state-disk-full)
 AGENT_DIR = "/run/libvirt/kvm-amf-agents"  # inside a host: DIR/hostK/run/kvm-amf-agents
 DEFAULT_DIR = "/var/lib/kvm-amf-lab"
 
 
 class Tools:
-    """Where the lab's programs are: amfd, amf-admin, amf-sim, the guest agent, and amf-lab itself."""
+    """Where the lab's programs are: amfd, amf-admin, amf-sim, the guest agent, amf-lab itself, and
+    amf-hostile-peer (malformed admin frames, for the hostile-frames fault; optional)."""
 
-    def __init__(self, amfd, admin, sim, agent, lab):
+    def __init__(self, amfd, admin, sim, agent, lab, hostile=None):
         self.amfd, self.admin, self.sim, self.agent, self.lab = amfd, admin, sim, agent, lab
+        self.hostile = hostile
 
     @classmethod
     def of_build(cls, build):
@@ -42,10 +47,12 @@ class Tools:
                    admin=os.path.join(build, "cmd", "amf-admin", "amf-admin"),
                    sim=os.path.join(build, "cmd", "amf-sim", "amf-sim"),
                    agent=os.path.join(build, "guest", "kvm-amf-agent"),
-                   lab=os.path.join(build, "cmd", "amf-lab", "amf-lab"))
+                   lab=os.path.join(build, "cmd", "amf-lab", "amf-lab"),
+                   hostile=os.path.join(build, "tests", "admin", "amf-hostile-peer"))
 
     def as_dict(self):
-        return dict(amfd=self.amfd, admin=self.admin, sim=self.sim, agent=self.agent, lab=self.lab)
+        return dict(amfd=self.amfd, admin=self.admin, sim=self.sim, agent=self.agent, lab=self.lab,
+                    hostile=self.hostile)
 
 
 class Lab:
@@ -104,7 +111,8 @@ class Lab:
 
     # ---- up and down --------------------------------------------------------------------------------
     def up(self, files, prefix="amf", image=None, cache=None, boot_s=20, log=print):
-        """Builds the lab for the configuration in `files` and starts every amfd."""
+        """Builds the lab for the configuration in `files`, starts every amfd with its Cluster document,
+        then applies the whole configuration once every amfd is in the group."""
         if os.path.exists(os.path.join(self.dir, "lab.json")):
             raise LabError("a lab is up in %s already (amf-lab down first, or another --dir)" % self.dir)
         if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 6:
@@ -124,6 +132,7 @@ class Lab:
             "bootSeconds": boot_s,
             "tools": self.tools.as_dict(),
             "services": config.services,
+            "consoles": {vm["name"]: path for path, kind, vm in config.files_needed() if kind == "console"},
             "startedMs": now_ms(),
         }
         # A process that stays in the machine's own namespaces: the fence agent, which runs inside
@@ -152,9 +161,23 @@ class Lab:
                 log(run(*args, timeout=180).strip().splitlines()[-1])
                 os.makedirs(os.path.join(self.dir, "host%d" % i, "run", "kvm-amf-agents"), exist_ok=True)
             for i in self.hosts():
-                self.start_amfd(i)
+                state = os.path.join(self.amfd_dir(i), "state")
+                os.makedirs(state, exist_ok=True)
+                run("mount", "-t", "tmpfs", "-o", "size=" + STATE_DISK + ",mode=0700", "amf-lab-state", state)
+            # The amfds start with the Cluster document alone; once every one of them is in the group,
+            # the service groups are applied, so that the first placement sees every host (a unit
+            # placed while a host's amfd is still joining would crowd the others).
             for i in self.hosts():
-                wait_for("amfd on %s answering" % self.node_name(i), lambda i=i: self.status(i), timeout=60)
+                self.start_amfd(i)
+            everyone = lambda: (lambda doc: doc and doc.get("director") and all(  # noqa: E731
+                n["amfd"] for n in doc["nodes"]) and doc)(self.status())
+            wait_for("every amfd in the group", everyone, timeout=60)
+            result = self.admin(self.hosts()[0], "apply", *[a for f in copies for a in ("-f", f)], output="table",
+                                timeout=60)
+            if result.returncode != 0:
+                raise LabError("amf-admin apply of the configuration failed (exit %d): %s" % (
+                    result.returncode, (result.stderr or result.stdout).strip()))
+            log(result.stdout.strip())
         except BaseException:
             log("up failed; taking the lab down (logs are kept in %s)" % self.dir)
             self.down(keep_files=True)
@@ -227,6 +250,10 @@ class Lab:
         for i in self.hosts():
             subprocess.run([LIBVIRT_SCRIPT, "down", self.dir, "host%d" % i], stdout=subprocess.DEVNULL)
         subprocess.run(["bash", HOSTS_SCRIPT, "down", self.dir, self.prefix], stdout=subprocess.DEVNULL)
+        for i in self.hosts():
+            state = os.path.join(self.amfd_dir(i), "state")
+            if os.path.ismount(state):
+                subprocess.run(["umount", "-l", state])
         for pid in self._netns_pids(self.client_ns()):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", self.client_ns()], stderr=subprocess.DEVNULL)
@@ -280,8 +307,7 @@ class Lab:
         env = dict(os.environ, AMF_LAB_DIR=self.dir,
                    PATH=os.path.dirname(self.tools.lab) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"))
         args = [LIBVIRT_SCRIPT, "exec", self.dir, "host%d" % i, self.tools.amfd, "--node", self.node_name(i)]
-        for f in self.state["config"]:
-            args += ["--config", f]
+        args += ["--config", os.path.join(self.dir, "config", "cluster.json")]
         args += ["--state-dir", os.path.join(d, "state"), "--admin-socket", os.path.join(d, "admin.sock"),
                  "--events-socket", os.path.join(d, "events.sock"), "--agent-dir", AGENT_DIR]
         with open(os.path.join(d, "amfd.log"), "a") as logfile:
@@ -360,6 +386,101 @@ class Lab:
         for i in hosts:
             os.kill(self.qemus(i)[vm], sig)
         return hosts
+
+    def crash_loop(self, vm, count, window_s=300):
+        """The VM's QEMU is killed now and each time it starts again, count times in all (within
+        window_s seconds), by a thread; returns it."""
+        def loop():
+            killed, seen = 0, {}
+            deadline = time.time() + window_s
+            while killed < count and time.time() < deadline:
+                for i in self.hosts():
+                    pid = self.qemus(i).get(vm)
+                    if pid and seen.get(vm) != pid:
+                        seen[vm] = pid
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                            killed += 1
+                        except ProcessLookupError:
+                            pass
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+    def signal_amfd(self, i, sig):
+        pid = self.amfd_pid(i)
+        if not pid and sig != signal.SIGCONT:
+            raise LabError("amfd on %s is not running" % self.node_name(i))
+        if pid:
+            os.kill(pid, sig)
+
+    def restart_libvirtd(self, i):
+        run(LIBVIRT_SCRIPT, "restart", self.dir, "host%d" % i, timeout=120)
+
+    def kill_corosync(self, i):
+        run("bash", HOSTS_SCRIPT, "kill", self.dir, self.prefix, str(i))
+
+    def start_corosync(self, i):
+        if not self.corosync_pid(i):
+            run("bash", HOSTS_SCRIPT, "start", self.dir, self.prefix, str(i))
+
+    def link(self, i, up):
+        run("bash", HOSTS_SCRIPT, "heal" if up else "cut", self.dir, self.prefix, str(i))
+
+    def link_flap(self, i, count, period_s):
+        """The host's cluster link goes down for half the period and up for the other half, count times,
+        by a thread; returns it."""
+        def flap():
+            for _ in range(count):
+                self.link(i, False)
+                time.sleep(period_s / 2)
+                self.link(i, True)
+                time.sleep(period_s / 2)
+
+        thread = threading.Thread(target=flap, daemon=True)
+        thread.start()
+        return thread
+
+    def packet_loss(self, i, percent):
+        """Drops percent% of the host's Corosync packets, each way, at random (nftables: this kernel has
+        no netem, so there is loss but no added delay); 0 ends it."""
+        ns = self.netns(i)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", LOSS_TABLE],
+                       stderr=subprocess.DEVNULL)
+        if percent <= 0:
+            return
+        rule = "udp dport 5405 numgen random mod 100 < %d drop" % percent
+        script = ("table inet %s {\n chain input { type filter hook input priority 0; policy accept; %s; }\n"
+                  " chain output { type filter hook output priority 0; policy accept; %s; }\n}\n" % (
+                      LOSS_TABLE, rule, rule))
+        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True,
+                                capture_output=True)
+        if result.returncode != 0:
+            raise LabError("nft in %s: %s" % (ns, result.stderr.strip()))
+
+    def state_disk(self, i, full):
+        """Fills the file system under the host's amfd state (a tmpfs of its own) with one file, or
+        removes that file."""
+        filler = os.path.join(self.amfd_dir(i), "state", ".filler")
+        if not full:
+            if os.path.exists(filler):
+                os.remove(filler)
+            return
+        with open(filler, "wb") as f:
+            chunk = b"\0" * (1 << 20)
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+
+    def hostile_frames(self, i):
+        if not self.tools.hostile:
+            raise LabError("no amf-hostile-peer in this lab's tools")
+        return run(self.tools.hostile, self.endpoint(i), check=False)
 
     def partition(self, sides):
         """Cuts Corosync's traffic between two sides (lists of node names); the service networks stay."""

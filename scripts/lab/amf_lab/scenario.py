@@ -15,24 +15,32 @@ import sys
 import threading
 import time
 
+from .invariants import GuestBeliefs, checkers_for
 from .probe import Probe
 from .util import LabError, now_ms, run
 
 POLL_S = 0.1
 UNSUPPORTED = {"io-error": "a failing disk", "op-fail": "failing hypervisor or fence operations"}
+# Decisions by the kind of recovery they take (counted in the report).
+RECOVERY_WORDS = (("restart vm/", "vm-restart"), ("restart su/", "su-restart"), ("failover su/", "su-failover"),
+                  ("fence ", "fence"), ("start su/", "su-start"), ("disable node/", "node-failover"))
 
 
 class Recorder(threading.Thread):
     """Follows the lab while a scenario runs: events from every amfd's stream (each event once),
     SI outages and invariants from status and the hosts' QEMUs."""
 
-    def __init__(self, lab, t0):
+    def __init__(self, lab, t0, checkers=None):
         super().__init__(daemon=True)
         self.lab, self.t0 = lab, t0
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         self.events = []
         self.violations = []
+        self.checkers = checkers if checkers is not None else []
+        self.beliefs = GuestBeliefs(lab.state.get("consoles", {}))
+        self.applies = 0
+        self.observation = None
         self.outages = []        # {"si", "startMs", "endMs"}
         self.served = {}         # si -> served now
         self.served_ever = set()
@@ -40,7 +48,6 @@ class Recorder(threading.Thread):
         self.partition = None    # the sides while the lab is partitioned
         self.followers = {}
         self.seen = {}
-        self.doubled = set()     # VMs running on two hosts now (reported once per occurrence)
 
     def event(self, t_ms, kind, detail):
         with self.lock:
@@ -85,24 +92,38 @@ class Recorder(threading.Thread):
     def run(self):
         while not self.stopped.wait(POLL_S):
             self.refollow()
-            self.check_vms()
-            status = self.lab.status()
-            if status:
-                self.check_sis(status)
+            obs = self.observe()
+            for checker in self.checkers:
+                checker.observe(obs)
+            if obs["status"]:
+                self.check_sis(obs["status"])
 
-    def check_vms(self):
-        where = {}
+    def observe(self, every_amfd=False):
+        """One observation (invariants.py) of the lab now; with every_amfd, each amfd's status too."""
+        qemus, pids = {}, {}
         for i in self.lab.hosts():
-            for vm in self.lab.qemus(i):
-                where.setdefault(vm, []).append(self.lab.node_name(i))
-        doubled = {vm for vm, nodes in where.items() if len(nodes) > 1}
-        for vm in doubled - self.doubled:
-            nodes = where[vm]
-            # Hosts on two sides of a partition: the cluster recovered a VM its cut-off host still ran.
-            together = not self.partition or any(set(nodes) <= set(side) for side in self.partition)
-            self.violation("vm-on-two-hosts" if together else "recovered-before-fence",
-                           "vm/%s runs on %s" % (vm, ", ".join(nodes)))
-        self.doubled = doubled
+            running = self.lab.qemus(i)
+            qemus[self.lab.node_name(i)] = sorted(running)
+            pids.update(running)
+        obs = {"tMs": now_ms() - self.t0, "qemus": qemus, "beliefs": self.beliefs.read(pids),
+               "status": self.lab.status(), "sides": self.partition, "statuses": None}
+        if every_amfd:
+            obs["statuses"] = {self.lab.node_name(i): doc for i in self.lab.hosts()
+                               if self.lab.amfd_pid(i) for doc in [self.lab.status(i)] if doc}
+        self.observation = obs
+        return obs
+
+    def finish(self):
+        """Stops following and runs the checkers' end-of-run checks."""
+        self.stopped.set()
+        self.join(10)
+        obs = self.observe(every_amfd=True)
+        for checker in self.checkers:
+            checker.observe(obs)
+            checker.finish(obs)
+        for proc in self.followers.values():
+            proc.terminate()
+        return obs
 
     def check_sis(self, status):
         t = now_ms()
@@ -112,7 +133,8 @@ class Recorder(threading.Thread):
             actives = sorted(a["su"] for a in si["assignments"] if a["ha"] == "active")
             allowed = 1 if models.get(si["sg"]) != "N-Way-Active" else max(1, len(actives))
             if len(actives) > allowed and actives != self.actives.get(name):
-                self.violation("dual-active", "si/%s is active on %s" % (name, ", ".join(actives)))
+                self.violation("dual-active-status", "amfd's status shows si/%s active on %s" % (
+                    name, ", ".join(actives)))
             self.actives[name] = actives
             served = any(a["ha"] == "active" and a["acked"] for a in si["assignments"])
             if served:
@@ -133,6 +155,12 @@ class Recorder(threading.Thread):
         self.join(10)
         for proc in self.followers.values():
             proc.terminate()
+
+    def all_violations(self):
+        out = list(self.violations)
+        for checker in self.checkers:
+            out += checker.violations
+        return sorted(out, key=lambda v: v["tMs"])
 
 
 def perform(lab, recorder, step):
@@ -165,6 +193,45 @@ def perform(lab, recorder, step):
         lab.kill_amfd(host())
     elif kind == "amfd-start":
         lab.start_amfd(host())
+    elif kind == "guest-resume":
+        lab.kill_qemu(fault["vm"], signal.SIGCONT)
+    elif kind == "vm-crash-loop":
+        lab.crash_loop(fault["vm"], fault["count"])
+    elif kind == "amfd-hang":
+        lab.signal_amfd(host(), signal.SIGSTOP)
+    elif kind == "amfd-resume":
+        lab.signal_amfd(host(), signal.SIGCONT)
+    elif kind == "libvirt-restart":
+        lab.restart_libvirtd(host())
+    elif kind == "corosync-crash":
+        lab.kill_corosync(host())
+    elif kind == "corosync-start":
+        lab.start_corosync(host())
+    elif kind == "link-flap":
+        lab.link_flap(host(), fault["count"], fault["periodMs"] / 1000.0)
+    elif kind == "packet-loss":
+        lab.packet_loss(host(), fault["percent"])
+    elif kind == "state-disk-full":
+        lab.state_disk(host(), True)
+    elif kind == "state-disk-free":
+        lab.state_disk(host(), False)
+    elif kind == "hostile-frames":
+        return "hostile-frames: " + lab.hostile_frames(host()).strip().replace("\n", "; ")
+    elif kind == "apply":
+        # In a thread: applies at the same time run at once, each through another host's amfd.
+        hosts = [i for i in lab.hosts() if lab.amfd_pid(i)]
+        if not hosts:
+            return "apply: no amfd runs"
+        recorder.applies += 1
+        i = hosts[recorder.applies % len(hosts)]
+
+        def apply():
+            result = lab.admin(i, "apply", "-f", fault["file"], output="table", timeout=30)
+            recorder.event(now_ms(), "fault-reply", "apply %s on %s: exit %d %s" % (
+                os.path.basename(fault["file"]), lab.node_name(i), result.returncode,
+                (result.stdout or result.stderr).strip().replace("\n", " ")))
+
+        threading.Thread(target=apply, daemon=True).start()
     return None
 
 
@@ -195,63 +262,173 @@ def final_words(status, target):
     return {}
 
 
-def run_scenario(lab, args):
-    result = subprocess.run([lab.tools.sim, "plan", args.scenario], capture_output=True, text=True)
+def plan_of(tools, path):
+    """The scenario as amf-sim reads it (`amf-sim plan`); LabError with its FILE:LINE:COLUMN errors."""
+    result = subprocess.run([tools.sim, "plan", path], capture_output=True, text=True)
     if result.returncode != 0:
-        sys.stderr.write(result.stderr)
-        return result.returncode
+        raise ScenarioInvalid(result.stderr)
     plan = json.loads(result.stdout)
     for step in plan["steps"]:
         kind = step.get("fault", {}).get("kind")
         if kind in UNSUPPORTED:
             raise LabError("%s: step at %d ms: %s (%s) is not injected by the lab yet" % (
-                args.scenario, step["atMs"], kind, UNSUPPORTED[kind]))
-    quiet = args.output == "json"
-    log = (lambda *a: print(*a, file=sys.stderr)) if quiet else print
-    lab.up(plan["config"], prefix=args.prefix, image=args.image, cache=args.cache,
-           boot_s=plan["timing"]["bootMs"] / 1000.0, log=log)
+                path, step["atMs"], kind, UNSUPPORTED[kind]))
+    return plan
+
+
+class ScenarioInvalid(LabError):
+    pass
+
+
+def simulated(tools, path):
+    """What amf-sim predicts for the same scenario: its report (JSON), or None if it cannot run it."""
+    result = subprocess.run([tools.sim, "run", path, "-o", "json"], capture_output=True, text=True, timeout=600)
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        return None
+
+
+def run_once(lab, path, prefix="amf", image=None, cache=None, log=print, keep=False):
+    """Brings a lab up for the scenario at `path`, carries its steps out, takes the lab down (unless
+    keep), and returns the report (report_of)."""
+    plan = plan_of(lab.tools, path)
+    lab.up(plan["config"], prefix=prefix, image=image, cache=cache, boot_s=plan["timing"]["bootMs"] / 1000.0,
+           log=log)
     t0 = now_ms()
-    recorder = Recorder(lab, t0)
+    recorder = Recorder(lab, t0, checkers_for(lab.config()))
     recorder.start()
     probes = {si: Probe(lab.client_ns(), ip) for si, ip in sorted(lab.state["services"].items())}
-    failed = True
     try:
         for step in plan["steps"]:
             delay = (t0 + step["atMs"] - now_ms()) / 1000.0
             if delay > 0:
                 time.sleep(delay)
             recorder.event(now_ms(), "fault" if "fault" in step else "admin", step["text"])
-            outcome = perform(lab, recorder, step)
+            try:
+                outcome = perform(lab, recorder, step)
+            except LabError as e:
+                outcome = "%s failed: %s" % (step["text"], e)
             if outcome:
-                recorder.event(now_ms(), "admin-reply", outcome)
+                recorder.event(now_ms(), "admin-reply" if "admin" in step else "fault-reply", outcome)
         delay = (t0 + plan["untilMs"] - now_ms()) / 1000.0
         if delay > 0:
             time.sleep(delay)
         end = now_ms()
-        recorder.stop()
+        final = recorder.finish()
         for probe in probes.values():
             probe.stop()
-        status = lab.status()
-        report = report_of(plan, recorder, probes, status, t0, end)
-        failed = bool(report["invariants"]["violations"] or report["expectations"]["unmet"])
+        report = report_of(plan, recorder, probes, final["status"], t0, end)
     finally:
         recorder.stopped.set()
         for probe in probes.values():
             probe.stop()
-        if not args.keep:
+        if not keep:
             lab.down()
+    report["simulated"] = summary_of_sim(simulated(lab.tools, path))
+    return report
+
+
+def run_scenario(lab, args):
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.output == "json" else print
+    try:
+        report = run_once(lab, args.scenario, args.prefix, args.image, args.cache, log, args.keep)
+    except ScenarioInvalid as e:
+        sys.stderr.write(str(e))
+        return 65
     if args.output == "json":
         print(json.dumps(report, indent=2))
     else:
         print(report_text(report))
-    return 1 if failed else 0
+    return 1 if failed(report) else 0
+
+
+def failed(report):
+    return bool(report["invariants"]["violations"] or report["expectations"]["unmet"])
+
+
+def run_campaign(lab_for, tools, args):
+    """Runs each scenario on a fresh lab; writes DIR/NAME.json per scenario and DIR/report.json and
+    DIR/report.md for all; returns 1 if any failed."""
+    os.makedirs(args.report, exist_ok=True)
+    rows = []
+    for path in args.scenarios:
+        name = os.path.splitext(os.path.basename(path))[0]
+        print("== %s" % name, flush=True)
+        started = time.time()
+        try:
+            report = run_once(lab_for(name), path, args.prefix, args.image, args.cache, log=lambda *a: None)
+        except LabError as e:
+            report = {"error": str(e).strip()}
+        report["scenario"] = name
+        report["wallSeconds"] = round(time.time() - started, 1)
+        with open(os.path.join(args.report, name + ".json"), "w") as f:
+            json.dump(report, f, indent=2)
+        row = row_of(report)
+        rows.append(row)
+        print("   %s in %.0f s: %s" % ("FAILED" if row["failed"] else "passed", report["wallSeconds"],
+                                       "; ".join(row["problems"]) or "no violation, every expectation met"),
+              flush=True)
+    with open(os.path.join(args.report, "report.json"), "w") as f:
+        json.dump({"scenarios": rows}, f, indent=2)
+    with open(os.path.join(args.report, "report.md"), "w") as f:
+        f.write(markdown(rows))
+    print("\n" + markdown(rows))
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+def row_of(report):
+    if "error" in report:
+        return {"scenario": report["scenario"], "failed": True, "problems": [report["error"]]}
+    summary = report["summary"]
+    problems = ["%s: %s" % (v["invariant"], v["detail"]) for v in report["invariants"]["violations"]]
+    problems += report["expectations"]["unmet"]
+    return {"scenario": report["scenario"], "failed": failed(report), "problems": problems,
+            "faults": summary["faults"], "detectionMs": summary["detectionMs"],
+            "clientOutageMs": summary["clientOutageMs"], "dualActive": summary["dualActive"],
+            "lostWrites": summary["lostWrites"], "recoveryActions": summary["recoveryActions"],
+            "simulated": report["simulated"], "wallSeconds": report["wallSeconds"]}
+
+
+def markdown(rows):
+    out = ["| Scenario | Result | Faults | Detection (ms) | Client outage max / p50 (ms) | Dual-active | "
+           "Lost writes | Recovery actions | amf-sim predicted outage max (ms) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "faults" not in r:
+            out.append("| %s | **error**: %s | | | | | | | |" % (r["scenario"], "; ".join(r["problems"])[:200]))
+            continue
+        outage = r["clientOutageMs"]
+        sim = r["simulated"] or {}
+        out.append("| %s | %s | %s | %s | %s | %d | %s | %s | %s |" % (
+            r["scenario"], "**FAILED**: " + "; ".join(r["problems"])[:300] if r["failed"] else "passed",
+            ", ".join(r["faults"]), ", ".join("-" if d is None else str(d) for d in r["detectionMs"]) or "-",
+            "%s / %s" % (outage["max"], outage["p50"]) if outage["count"] else "none", r["dualActive"],
+            "-" if r["lostWrites"] is None else r["lostWrites"],
+            ", ".join("%s %d" % kv for kv in sorted(r["recoveryActions"].items())) or "none",
+            sim.get("maxOutageMs", "-") if sim else "-"))
+    return "\n".join(out) + "\n"
+
+
+def summary_of_sim(report):
+    if not report:
+        return None
+    lengths = [(o["endMs"] if o["endMs"] is not None else report.get("untilMs", o["startMs"])) - o["startMs"]
+               for o in report["outages"]]
+    return {"outages": report["outages"], "maxOutageMs": max(lengths) if lengths else 0,
+            "violations": len(report["invariants"]["violations"])}
+
+
+# A client outage is a silence of the SI's address longer than this: shorter ones happen on these 2
+# cores when a TCG guest boots beside the one that serves (its replies come late, not never).
+CLIENT_GAP_MS = 250
 
 
 def report_of(plan, recorder, probes, status, t0, end):
     client = []
     for si, probe in probes.items():
         served = probe.replies and probe.replies[0]
-        for start, stop in probe.outages(served or end, end) if served else []:
+        for start, stop in probe.outages(served or end, end, min_gap_ms=CLIENT_GAP_MS) if served else []:
             client.append({"si": si, "address": probe.address, "startMs": start - t0,
                            "endMs": None if stop is None else stop - t0})
     unmet = []
@@ -271,19 +448,54 @@ def report_of(plan, recorder, probes, status, t0, end):
             if length > bound:
                 unmet.append("si/%s outage %dms at %dms exceeds %dms" % (si, length, o["startMs"], bound))
     events = sorted(recorder.events, key=lambda e: e["tMs"])
+    violations = recorder.all_violations()
     return {
         "seed": plan["seed"],
         "events": events,
         "final": final_state(status) if status else {"nodes": [], "sus": [], "sis": []},
         "outages": recorder.outages,
         "clientOutages": client,
-        "invariants": {"violations": recorder.violations},
+        "invariants": {"violations": violations},
         "expectations": {"unmet": unmet},
+        "summary": summary(plan, events, client, violations, end - t0),
+    }
+
+
+def summary(plan, events, client, violations, until_ms):
+    """The report's figures: the faults; for each, how long until the cluster first reacted (its first
+    report or decision after it); the client's outages; dual actives; recovery actions by kind."""
+    faults, detection = [], []
+    for step in plan["steps"]:
+        if "fault" not in step:
+            continue
+        faults.append(step["text"])
+        reaction = next((e["tMs"] for e in events if e["tMs"] >= step["atMs"] and e["type"] in ("report", "decision")
+                         and "admin request" not in e["detail"]), None)
+        detection.append(None if reaction is None else reaction - step["atMs"])
+    lengths = sorted(((o["endMs"] if o["endMs"] is not None else until_ms) - o["startMs"]) for o in client)
+    actions = {}
+    for e in events:
+        if e["type"] != "decision":
+            continue
+        for part in e["detail"].split("; "):
+            for word, kind in RECOVERY_WORDS:
+                if part.startswith(word):
+                    actions[kind] = actions.get(kind, 0) + 1
+                    break
+    return {
+        "faults": faults,
+        "detectionMs": detection,
+        "clientOutageMs": {"count": len(lengths), "max": lengths[-1] if lengths else 0,
+                           "p50": lengths[len(lengths) // 2] if lengths else 0},
+        "dualActive": sum(1 for v in violations if v["invariant"].startswith("dual-active")),
+        "lostWrites": None,  # no checkpoint writes are made by these scenarios yet
+        "recoveryActions": actions,
     }
 
 
 def report_text(report):
     out = ["seed %d (real time: the seed does not steer the lab)" % report["seed"], "", "timeline"]
+    summary = report.get("summary")
     for e in report["events"]:
         out.append("%9.3fs  %-11s %s" % (e["tMs"] / 1000.0, e["type"], e["detail"]))
     out += ["", "nodes"]
@@ -310,4 +522,18 @@ def report_text(report):
         out.append("  none")
     if report["expectations"]["unmet"]:
         out += ["", "unmet expectations"] + ["  " + u for u in report["expectations"]["unmet"]]
+    if summary:
+        outage = summary["clientOutageMs"]
+        out += ["", "summary",
+                "  faults: %s" % (", ".join(summary["faults"]) or "none"),
+                "  first reaction after each fault (ms): %s" % (
+                    ", ".join("-" if d is None else str(d) for d in summary["detectionMs"]) or "-"),
+                "  client outages: %d, max %d ms, p50 %d ms" % (outage["count"], outage["max"], outage["p50"]),
+                "  dual actives: %d" % summary["dualActive"],
+                "  recovery actions: %s" % (", ".join("%s %d" % kv for kv in sorted(summary["recoveryActions"].items()))
+                                            or "none")]
+    sim = report.get("simulated")
+    if sim:
+        out.append("  amf-sim predicted: %d outages, the longest %d ms; %d violations" % (
+            len(sim["outages"]), sim["maxOutageMs"], sim["violations"]))
     return "\n".join(out)

@@ -131,6 +131,7 @@ class CheckpointService : public cluster::GroupListener {
   bool quorate() const { return view_.quorate; }
   const std::set<int>& members() const { return view_.members; }
   int nodeId() const { return self_; }
+  TimePoint now() const { return deps_.scheduler->now(); }  // the clock ops are stamped with
   std::uint64_t session() const { return session_; }
   // The replica (nullptr when there is none), for tests and status.
   const CheckpointStore* store() const { return store_ ? &*store_ : nullptr; }

@@ -70,6 +70,9 @@ void CheckpointService::leaveGroup() {
   sessions_.clear();
   ++diskGeneration_;  // nothing more is acknowledged from here
   unwritten_.clear();
+  appliedInFlight_ = false;
+  outgoing_.clear();
+  outgoingBytes_ = 0;
   if (expiryTimer_) deps_.scheduler->cancel(*expiryTimer_);
   expiryTimer_.reset();
   expiryAt_.reset();
@@ -109,15 +112,48 @@ void CheckpointService::submit(OpBody body, WriteMode mode, WriteDone done) {
                             " keeps its checkpoints; a write needs its data (" + std::to_string(data) + " bytes) and " +
                             std::to_string(options_.minFreeBytes) + " bytes to spare"));
   }
-  Op op{self_, session_, ++counter_, deps_.scheduler->now(), std::move(body)};
+  Op op{self_, session_, ++counter_, deps_.scheduler->now(), std::move(body), mode == WriteMode::kSync};
   Pending& pending = pending_[op.counter];
   pending.mode = mode;
   pending.done = std::move(done);
-  Status sent = deps_.group->multicast(encode(op));
-  ++stats_.opsSent;
-  if (!sent.ok()) {
-    answer(op.counter,
-           failure(ErrorKind::kUnavailable, "cannot send to the checkpoint group: " + sent.error().message));
+  queue(std::move(op));
+}
+
+void CheckpointService::queue(Op op) {
+  outgoingBytes_ += opDataBytes(op.body) + 64;
+  outgoing_.push_back(std::move(op));
+  if (outgoingBytes_ >= options_.batchBytes) return sendOutgoing();
+  // The ops requested in this loop turn go out together, in one message.
+  atEndOfTurn(sendScheduled_, &CheckpointService::sendOutgoing);
+}
+
+void CheckpointService::atEndOfTurn(bool& scheduled, void (CheckpointService::*work)()) {
+  if (scheduled) return;
+  scheduled = true;
+  deps_.scheduler->after(Duration(0), [this, alive = alive_, &scheduled, work] {
+    if (!*alive) return;
+    scheduled = false;
+    (this->*work)();
+  });
+}
+
+void CheckpointService::sendOutgoing() {
+  if (outgoing_.empty()) return;
+  std::vector<Op> ops = std::move(outgoing_);
+  outgoing_.clear();
+  outgoingBytes_ = 0;
+  stats_.opsSent += ops.size();
+  ++stats_.opMessagesSent;
+  Status sent = ops.size() == 1 ? deps_.group->multicast(encode(ops.front()))
+                                : deps_.group->multicast(encode(OpBatch{std::move(ops)}));
+  if (sent.ok()) return;
+  // Not sent: applied nowhere.
+  std::vector<std::uint64_t> counters;
+  for (const auto& [counter, pending] : pending_) {
+    if (!pending.seq && !pending.provisional) counters.push_back(counter);
+  }
+  for (std::uint64_t counter : counters) {
+    answer(counter, failure(ErrorKind::kUnavailable, "cannot send to the checkpoint group: " + sent.error().message));
   }
 }
 
@@ -208,8 +244,18 @@ void CheckpointService::onView(const cluster::ViewChange& change) {
   }
   view_.members = change.members;
   view_.quorate = change.quorate;
+  // This member's "applied" message may have been lost with the old view; at worst two are now on
+  // their way.
+  appliedInFlight_ = false;
   expireInFlight_ = false;
   closeInFlight_ = false;
+  if (!change.quorate && !outgoing_.empty()) {
+    // Not sent yet: applied nowhere.
+    std::vector<Op> unsent = std::move(outgoing_);
+    outgoing_.clear();
+    outgoingBytes_ = 0;
+    for (const Op& op : unsent) answer(op.counter, failure(ErrorKind::kNoQuorum, kNoQuorum));
+  }
   if (!change.quorate && (wasQuorate || first)) {
     // What was sent, or applied and not yet on every member's disk, may or may not be applied on
     // the side of the partition that kept quorum.
@@ -352,6 +398,8 @@ void CheckpointService::finishSync(std::optional<CheckpointStore> adopted) {
   ++diskGeneration_;
   unwritten_.clear();
   durableSeq_ = 0;
+  appliedSentUpTo_ = 0;
+  ackWantedUpTo_ = store_->seq();  // the snapshot may hold writes others wait for
   writeSnapshot();
   log("checkpoints synchronised with the group (epoch " + std::to_string(store_->epoch()) + ", seq " +
       std::to_string(store_->seq()) + ", " + std::to_string(store_->state().checkpoints.size()) + " checkpoints" +
@@ -371,7 +419,10 @@ void CheckpointService::onDeliver(int, const std::string& payload) {
     return;
   }
   std::visit(Overloaded{
-                 [&](const Op& op) { onOp(op); },
+                 [&](const Op& op) { onOp(op, &payload); },
+                 [&](const OpBatch& batch) {
+                   for (const Op& op : batch.ops) onOp(op, nullptr);
+                 },
                  [&](const AppliedMessage& m) { onApplied(m); },
                  [&](const OfferMessage& m) { onOffer(m); },
                  [&](const SnapshotChunk& m) { onChunk(m); },
@@ -379,7 +430,7 @@ void CheckpointService::onDeliver(int, const std::string& payload) {
              message.value());
 }
 
-void CheckpointService::onOp(const Op& op) {
+void CheckpointService::onOp(const Op& op, const std::string* payload) {
   if (view_.members.contains(op.node)) sessions_[op.node] = op.session;
   if (syncing_) {
     ++stats_.opsDuringTransfer;
@@ -388,11 +439,11 @@ void CheckpointService::onOp(const Op& op) {
     return;
   }
   if (!store_) return;
-  applyOp(op, view_.quorate, ApplyMode::kLive);
+  applyOp(op, view_.quorate, ApplyMode::kLive, payload);
   housekeeping();
 }
 
-void CheckpointService::applyOp(const Op& op, bool quorate, ApplyMode mode) {
+void CheckpointService::applyOp(const Op& op, bool quorate, ApplyMode mode, const std::string* payload) {
   const bool own = op.node == self_ && op.session == session_;
   if (own && std::holds_alternative<Expire>(op.body)) expireInFlight_ = false;
   if (own && std::holds_alternative<CloseOpeners>(op.body)) closeInFlight_ = false;
@@ -412,10 +463,13 @@ void CheckpointService::applyOp(const Op& op, bool quorate, ApplyMode mode) {
       if (!outcome.ok()) ++stats_.opsRefused;
     }
     if (mode == ApplyMode::kLive) {
-      unwritten_.push_back(encodeRecord(LogRecord{store_->seq(), op}));
+      unwritten_.push_back(payload ? recordFromMessage(store_->seq(), *payload)
+                                   : encodeRecord(LogRecord{store_->seq(), op}));
       unwrittenUpTo_ = store_->seq();
       scheduleFlush();
     }
+    // Another origin waits for this member's "applied" up to here.
+    if (op.sync && !own && mode != ApplyMode::kProvisional) ackWantedUpTo_ = store_->seq();
   }
   if (!own) return;
   auto it = pending_.find(op.counter);
@@ -439,6 +493,10 @@ void CheckpointService::settle(Pending& pending, std::uint64_t counter, const Ck
 }
 
 void CheckpointService::onApplied(const AppliedMessage& applied) {
+  if (applied.node == self_ && applied.session == session_) {
+    appliedInFlight_ = false;
+    sendApplied();
+  }
   if (!view_.members.contains(applied.node)) return;
   sessions_[applied.node] = applied.session;
   if (!store_ || applied.epoch != store_->epoch()) return;  // of a state this one replaced
@@ -478,14 +536,8 @@ void CheckpointService::checkAcks() {
 // ---- Persistence --------------------------------------------------------------------------------
 
 void CheckpointService::scheduleFlush() {
-  if (flushScheduled_) return;
-  flushScheduled_ = true;
   // Every op applied in this loop turn goes to the disk in one write.
-  deps_.scheduler->after(Duration(0), [this, alive = alive_] {
-    if (!*alive) return;
-    flushScheduled_ = false;
-    flush();
-  });
+  atEndOfTurn(flushScheduled_, &CheckpointService::flush);
 }
 
 void CheckpointService::flush() {
@@ -519,11 +571,18 @@ void CheckpointService::onDurable(std::uint64_t upTo, const Status& status) {
   }
   if (upTo <= durableSeq_) return;
   durableSeq_ = upTo;
-  if (inGroup_ && store_) {
-    send(AppliedMessage{self_, session_, store_->epoch(), durableSeq_});
-    ++stats_.appliedSent;
-  }
+  sendApplied();
   checkAcks();
+}
+
+void CheckpointService::sendApplied() {
+  // Only when another origin waits for what became durable since the last one, one at a time.
+  if (appliedInFlight_ || ackWantedUpTo_ <= appliedSentUpTo_ || durableSeq_ <= appliedSentUpTo_) return;
+  if (!inGroup_ || !store_) return;
+  appliedInFlight_ = true;
+  appliedSentUpTo_ = durableSeq_;
+  send(AppliedMessage{self_, session_, store_->epoch(), durableSeq_});
+  ++stats_.appliedSent;
 }
 
 void CheckpointService::leaveForDisk(const std::string& error) {
@@ -552,9 +611,7 @@ bool CheckpointService::isDecider() const {
 }
 
 void CheckpointService::sendOwn(OpBody body) {
-  Op op{self_, session_, ++counter_, deps_.scheduler->now(), std::move(body)};
-  ++stats_.opsSent;
-  send(op);
+  queue(Op{self_, session_, ++counter_, deps_.scheduler->now(), std::move(body), false});
 }
 
 void CheckpointService::housekeeping() {

@@ -11,7 +11,15 @@ namespace {
 constexpr unsigned char kMagic = 0xC7;
 
 // Message types.
-enum class Type : unsigned char { kOp = 1, kApplied = 2, kOffer = 3, kSnapshotChunk = 4, kState = 5, kRecord = 6 };
+enum class Type : unsigned char {
+  kOp = 1,
+  kApplied = 2,
+  kOffer = 3,
+  kSnapshotChunk = 4,
+  kState = 5,
+  kRecord = 6,
+  kOpBatch = 7,
+};
 
 // Op body tags, in OpBody's order.
 constexpr unsigned char kBodyTags = std::variant_size_v<OpBody>;
@@ -141,7 +149,7 @@ std::optional<Type> readHeader(Reader& r) {
   if (!r.failed() && version != kCkptCodecVersion) r.fail("unknown version " + std::to_string(version));
   const unsigned char type = r.byte("type");
   if (r.failed()) return std::nullopt;
-  if (type < static_cast<unsigned char>(Type::kOp) || type > static_cast<unsigned char>(Type::kRecord)) {
+  if (type < static_cast<unsigned char>(Type::kOp) || type > static_cast<unsigned char>(Type::kOpBatch)) {
     r.fail("unknown type " + std::to_string(type));
     return std::nullopt;
   }
@@ -317,6 +325,7 @@ void writeOp(Writer& w, const Op& op) {
   w.u64(op.session);
   w.u64(op.counter);
   w.time(op.at);
+  w.boolean(op.sync);
   writeBody(w, op.body);
 }
 
@@ -326,6 +335,7 @@ Op readOp(Reader& r) {
   op.session = r.u64("session");
   op.counter = r.u64("counter");
   op.at = r.time("at");
+  op.sync = r.boolean("sync");
   op.body = readBody(r);
   return op;
 }
@@ -415,7 +425,12 @@ Result<T> finish(Reader& r, T value) {
 }  // namespace
 
 std::string encode(const Message& message) {
-  Writer w(std::holds_alternative<Op>(message) ? 64 + opDataBytes(std::get<Op>(message).body) : 64);
+  std::size_t reserve = 64;
+  if (const Op* op = std::get_if<Op>(&message)) reserve += opDataBytes(op->body);
+  if (const OpBatch* batch = std::get_if<OpBatch>(&message)) {
+    for (const Op& op : batch->ops) reserve += 48 + opDataBytes(op.body);
+  }
+  Writer w(reserve);
   std::visit(Overloaded{
                  [&](const Op& op) {
                    header(w, Type::kOp);
@@ -436,6 +451,11 @@ std::string encode(const Message& message) {
                    w.boolean(m.hasState);
                    w.u64(m.epoch);
                    w.u64(m.seq);
+                 },
+                 [&](const OpBatch& m) {
+                   header(w, Type::kOpBatch);
+                   w.u64(m.ops.size());
+                   for (const Op& op : m.ops) writeOp(w, op);
                  },
                  [&](const SnapshotChunk& m) {
                    header(w, Type::kSnapshotChunk);
@@ -472,6 +492,13 @@ Message readMessage(Reader& r, Type type) {
       m.hasState = r.boolean("hasState");
       m.epoch = r.u64("epoch");
       m.seq = r.u64("seq");
+      return m;
+    }
+    case Type::kOpBatch: {
+      OpBatch m;
+      const std::uint64_t n = r.count("ops", 8);
+      m.ops.reserve(n);
+      for (std::uint64_t i = 0; i < n && !r.failed(); ++i) m.ops.push_back(readOp(r));
       return m;
     }
     case Type::kSnapshotChunk: {
@@ -534,6 +561,16 @@ std::string encodeRecord(const LogRecord& record) {
   w.u64(record.seq);
   writeOp(w, record.op);
   return w.take();
+}
+
+std::string recordFromMessage(std::uint64_t seq, std::string_view opMessage) {
+  constexpr std::size_t kHeader = 3;  // magic, version, type: the op's fields follow
+  Writer w(opMessage.size() + 16);
+  header(w, Type::kRecord);
+  w.u64(seq);
+  std::string record = w.take();
+  record.append(opMessage.substr(kHeader));
+  return record;
 }
 
 Result<LogRecord> decodeRecord(std::string_view bytes) {

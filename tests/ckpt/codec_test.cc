@@ -46,7 +46,12 @@ std::vector<OpBody> everyBody() {
 TEST(CkptCodec, EveryOpRoundTrips) {
   std::uint64_t counter = 0;
   for (const OpBody& body : everyBody()) {
-    const Op op{-7 + static_cast<int>(counter), 1700000000123ull, ++counter, TimePoint(-1 - counter * 1000), body};
+    const Op op{-7 + static_cast<int>(counter),
+                1700000000123ull,
+                ++counter,
+                TimePoint(-1 - counter * 1000),
+                body,
+                counter % 2 == 0};
     Result<Message> back = decode(encode(op));
     ASSERT_TRUE(back.ok()) << opName(body) << ": " << back.error().message;
     EXPECT_EQ(std::get<Op>(back.value()), op) << opName(body);
@@ -54,9 +59,18 @@ TEST(CkptCodec, EveryOpRoundTrips) {
 }
 
 TEST(CkptCodec, EveryOtherMessageRoundTrips) {
+  OpBatch batch;
+  for (const OpBody& body : everyBody()) {
+    batch.ops.push_back(Op{2, 9, batch.ops.size() + 1, TimePoint(5), body, batch.ops.size() % 2 == 0});
+  }
   const std::vector<Message> messages = {
-      AppliedMessage{3, 77, 2, 123456789},     OfferMessage{2, 5, 9, true, 4, 1000}, OfferMessage{1, 1, 1, false, 0, 0},
-      SnapshotChunk{1, 3, 0, false, binary()}, SnapshotChunk{1, 3, 1, true, ""},
+      batch,
+      OpBatch{},
+      AppliedMessage{3, 77, 2, 123456789},
+      OfferMessage{2, 5, 9, true, 4, 1000},
+      OfferMessage{1, 1, 1, false, 0, 0},
+      SnapshotChunk{1, 3, 0, false, binary()},
+      SnapshotChunk{1, 3, 1, true, ""},
   };
   for (const Message& message : messages) {
     Result<Message> back = decode(encode(message));
@@ -88,6 +102,7 @@ TEST(CkptCodec, LogRecordsRoundTrip) {
   Result<LogRecord> back = decodeRecord(encodeRecord(record));
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(back.value(), record);
+  EXPECT_EQ(recordFromMessage(42, encode(record.op)), encodeRecord(record)) << "made from the delivered message";
   EXPECT_FALSE(decode(encodeRecord(record)).ok()) << "a record is not a group message";
   EXPECT_FALSE(decodeRecord(encode(record.op)).ok()) << "a group message is not a record";
 }

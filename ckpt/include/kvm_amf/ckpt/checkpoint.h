@@ -172,13 +172,16 @@ using OpBody = std::variant<CreateCheckpoint, OpenCheckpoint, CloseCheckpoint, U
                             WriteSection, OverwriteSection, DeleteSection, SetSectionExpiry, CloseOpeners, Expire>;
 
 // One operation as multicast: its origin (node and session: one run of the service there), the
-// origin's count of operations it sent in this session (from 1), and the origin's clock.
+// origin's count of operations it sent in this session (from 1), and the origin's clock. `sync`:
+// the origin waits for every member's "applied" (the store ignores it; members that apply it know
+// someone waits for them).
 struct Op {
   int node = 0;
   std::uint64_t session = 0;
   std::uint64_t counter = 0;
   TimePoint at{0};
   OpBody body;
+  bool sync = false;
   bool operator==(const Op&) const = default;
 };
 

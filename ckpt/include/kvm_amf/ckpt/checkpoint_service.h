@@ -54,6 +54,8 @@ struct CheckpointServiceOptions {
   // After leaving the group because the disk failed: join again this long after.
   Duration rejoinAfter{10'000};
   std::size_t snapshotChunkBytes = 1u << 20;
+  // The ops requested in one loop turn go out in one message, up to about this many bytes.
+  std::size_t batchBytes = 256u << 10;
   // One line per notable event (joined, synchronised, disk failure, malformed message).
   std::function<void(const std::string& line)> logger;
 };
@@ -67,10 +69,11 @@ struct CheckpointServiceDeps {
 // What the service has done since it started: for metrics and tests.
 struct CheckpointServiceStats {
   std::uint64_t opsSent = 0;
-  std::uint64_t opsApplied = 0;   // applied for real (not provisionally during a state transfer)
-  std::uint64_t opsRefused = 0;   // applied and refused by the store's rules, or without quorum
-  std::uint64_t appliedSent = 0;  // "applied up to N" messages
-  std::uint64_t diskWrites = 0;   // appends and snapshots completed
+  std::uint64_t opMessagesSent = 0;  // messages carrying them (an op batch is one)
+  std::uint64_t opsApplied = 0;      // applied for real (not provisionally during a state transfer)
+  std::uint64_t opsRefused = 0;      // applied and refused by the store's rules, or without quorum
+  std::uint64_t appliedSent = 0;     // "applied up to N" messages
+  std::uint64_t diskWrites = 0;      // appends and snapshots completed
   std::uint64_t diskFailures = 0;
   std::uint64_t opsDuringTransfer = 0;  // delivered while a state transfer ran here (buffered)
   std::uint64_t snapshotsSent = 0;      // as the freshest member of a state transfer
@@ -178,9 +181,14 @@ class CheckpointService : public cluster::GroupListener {
     kProvisional,  // while syncing, on this member's own state: an own op's outcome is kept
     kReplay,       // after adopting a snapshot: answered, not logged (the snapshot written next holds it)
   };
-  void onOp(const Op& op);
+  // `payload`: the op's message as delivered (the log record is made from it).
+  void onOp(const Op& op, const std::string* payload);
+  void queue(Op op);  // to be sent at the end of this loop turn, with the others of the turn
+  // Runs `work` once at the end of this loop turn; `scheduled` says it is due.
+  void atEndOfTurn(bool& scheduled, void (CheckpointService::*work)());
+  void sendOutgoing();
   void onApplied(const AppliedMessage& applied);
-  void applyOp(const Op& op, bool quorate, ApplyMode mode);
+  void applyOp(const Op& op, bool quorate, ApplyMode mode, const std::string* payload = nullptr);
   void sendOwn(OpBody body);  // an op of the service itself (housekeeping), answered to nobody
   void settle(Pending& pending, std::uint64_t counter, const CkptResult<std::uint64_t>& outcome);
   void answer(std::uint64_t counter, CkptResult<std::uint64_t> outcome);
@@ -192,6 +200,7 @@ class CheckpointService : public cluster::GroupListener {
   void flush();
   void writeSnapshot();
   void onDurable(std::uint64_t upTo, const Status& status);
+  void sendApplied();
   void leaveForDisk(const std::string& error);
   void leaveGroup();  // leaves and forgets the membership; pending requests stay for the caller
 
@@ -224,14 +233,22 @@ class CheckpointService : public cluster::GroupListener {
   std::map<int, std::uint64_t> sessions_;
   std::map<int, std::uint64_t> acked_;  // members' "applied up to"
 
-  std::uint64_t counter_ = 0;                 // ops sent in this session
+  std::uint64_t counter_ = 0;  // ops sent in this session
+  std::vector<Op> outgoing_;   // requested in this loop turn, not sent yet
+  std::size_t outgoingBytes_ = 0;
+  bool sendScheduled_ = false;
   std::map<std::uint64_t, Pending> pending_;  // by counter
 
   // Persistence.
   std::vector<std::string> unwritten_;  // records applied this turn, not yet given to the disk
   std::uint64_t unwrittenUpTo_ = 0;
   bool flushScheduled_ = false;
-  std::uint64_t durableSeq_ = 0;     // every op up to here is on this host's disk
+  std::uint64_t durableSeq_ = 0;  // every op up to here is on this host's disk
+  // At most one "applied" message of this member is on its way at a time: under load, one message
+  // then stands for every write that became durable meanwhile.
+  bool appliedInFlight_ = false;
+  std::uint64_t appliedSentUpTo_ = 0;
+  std::uint64_t ackWantedUpTo_ = 0;  // the last seq of a sync op of another origin applied here
   std::uint64_t snapshotBytes_ = 0;  // the size of the last snapshot written
   bool snapshotNeeded_ = false;
   std::uint64_t diskGeneration_ = 0;  // bumped when the disk's work is abandoned (leaving the group)

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "kvm_amf/ckpt/checkpoint.h"
 #include "kvm_amf/ckpt/checkpoint_store.h"
@@ -53,7 +54,13 @@ struct SnapshotChunk {
   bool operator==(const SnapshotChunk&) const = default;
 };
 
-using Message = std::variant<Op, AppliedMessage, OfferMessage, SnapshotChunk>;
+// Several ops of one origin sent at once (those requested in one loop turn), in their order.
+struct OpBatch {
+  std::vector<Op> ops;
+  bool operator==(const OpBatch&) const = default;
+};
+
+using Message = std::variant<Op, AppliedMessage, OfferMessage, SnapshotChunk, OpBatch>;
 
 std::string encode(const Message& message);
 Result<Message> decode(std::string_view bytes);
@@ -69,6 +76,9 @@ struct LogRecord {
   bool operator==(const LogRecord&) const = default;
 };
 std::string encodeRecord(const LogRecord& record);
+// The same record made from the op's message as delivered (encode(op)), without encoding the op
+// again. REQUIRES: `opMessage` decodes as an Op.
+std::string recordFromMessage(std::uint64_t seq, std::string_view opMessage);
 Result<LogRecord> decodeRecord(std::string_view bytes);
 
 }  // namespace kvm_amf::ckpt

@@ -11,8 +11,9 @@
 // DIR/control   FIFO; lines:
 //   "create NAME"                      create a checkpoint (default attributes)
 //   "stream NAME SECTION WINDOW SIZE"  synchronous writes of 1, 2, 3, ... (each the number padded
-//                                      with '.' to SIZE bytes), WINDOW outstanding; each answer is
-//                                      journalled ("acked" with the value, or "failed")
+//                                      with '.' to SIZE bytes; the checkpoint is created if
+//                                      missing), WINDOW outstanding; each answer is journalled
+//                                      ("acked" with the value, or "failed")
 //   "read NAME SECTION"                journals "read" with the data, or the error
 //   "bench N SIZE WINDOW [async]"      N writes of SIZE bytes with WINDOW outstanding; journals
 //                                      "bench": count, seconds, per_second, p50_ms, p99_ms, errors
@@ -133,23 +134,25 @@ int run(int argc, char** argv) {
     const std::uint64_t value = nextValue++;
     std::string data = std::to_string(value);
     data.resize(std::max(streamSize, data.size()), '.');
-    service.put(name, section, std::move(data), ckpt::WriteMode::kSync,
-                [&, name, section, value](ckpt::CkptResult<std::uint64_t> outcome) {
-                  if (outcome.ok()) {
-                    journal.write({{"ev", "acked"}, {"value", value}, {"seq", outcome.value()}});
-                  } else {
-                    journal.write({{"ev", "failed"},
-                                   {"value", value},
-                                   {"kind", std::string(ckpt::errorKindName(outcome.error().kind))},
-                                   {"error", outcome.error().message}});
-                  }
-                  // Go on after a refusal too (no quorum for a moment), a little later.
-                  if (outcome.ok()) {
-                    streamOne(name, section);
-                  } else {
-                    loop.after(Duration(50), [&, name, section] { streamOne(name, section); });
-                  }
-                });
+    service.put(
+        name, section, std::move(data), ckpt::WriteMode::kSync,
+        [&, name, section, value](ckpt::CkptResult<std::uint64_t> outcome) {
+          if (outcome.ok()) {
+            journal.write({{"ev", "acked"}, {"value", value}, {"seq", outcome.value()}});
+          } else {
+            journal.write({{"ev", "failed"},
+                           {"value", value},
+                           {"kind", std::string(ckpt::errorKindName(outcome.error().kind))},
+                           {"error", outcome.error().message}});
+          }
+          // Go on after a refusal too (no quorum for a moment), a little later.
+          if (outcome.ok()) {
+            streamOne(name, section);
+          } else {
+            loop.after(Duration(50), [&, name, section] { streamOne(name, section); });
+          }
+        },
+        ckpt::CheckpointAttributes{});
   };
 
   Bench bench;

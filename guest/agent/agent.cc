@@ -516,8 +516,8 @@ class Agent {
     }
     if (port_ < 0) return answerClient(client, "FAIL " + vmm::percentEncode("the host's channel is not open"));
     client.id = nextCheckpointId_++;
-    logEvent(std::string(isRead ? "ckpt read " : "ckpt write ") + std::to_string(client.id) + ": " + name.value() + " " +
-             section.value());
+    logEvent(std::string(isRead ? "ckpt read " : "ckpt write ") + std::to_string(client.id) + ": " + name.value() +
+             " " + section.value());
     if (isRead) {
       send(CheckpointReadMessage{client.id, name.value(), section.value()});
     } else {

@@ -35,6 +35,23 @@ CheckpointService::CheckpointService(CheckpointServiceDeps deps, CheckpointServi
   } else if (loaded) {
     store_.emplace(options_.limits);
   }
+  if (store_) followOwnSessions();
+}
+
+void CheckpointService::followOwnSessions() {
+  // Sessions must grow from run to run: ops of a session at or below this node's mark would be
+  // taken for ops already applied. A clock set back between two runs would break that.
+  // (Equal is this run's own, once it has sent ops.)
+  auto mark = store_->state().origins.find(self_);
+  if (mark == store_->state().origins.end() || mark->second.session < session_) return;
+  if (mark->second.session == session_ && counter_ > 0) return;
+  log("session " + std::to_string(session_) + " is not above this node's last one (" +
+      std::to_string(mark->second.session) + "); using " + std::to_string(mark->second.session + 1));
+  session_ = mark->second.session + 1;
+  counter_ = 0;
+  outgoing_.clear();
+  outgoingBytes_ = 0;
+  failAll(ErrorKind::kInterrupted, "interrupted: this host's checkpoint session was renumbered; write again");
 }
 
 CheckpointService::~CheckpointService() {
@@ -388,6 +405,7 @@ void CheckpointService::finishSync(std::optional<CheckpointStore> adopted) {
     }
   }
   buffered_.clear();
+  followOwnSessions();
   if (view_.quorate) store_->setEpoch(store_->epoch() + 1);
   syncing_ = false;
   current_ = false;

@@ -46,15 +46,16 @@ class CheckpointServiceTest : public ::testing::Test {
     }
   }
 
-  // Starts member `id` from what its disk holds, as a restarted amfd would.
-  void start(int id) {
+  // Starts member `id` from what its disk holds, as a restarted amfd would (`session` 0: from the
+  // clock, as amfd's).
+  void start(int id, std::uint64_t session = 0) {
     Member& m = members_[id];
     m.disk = std::make_unique<SimCheckpointDisk>(scheduler_, m.contents, Duration(2));
     m.channel = network_.channel(id);
     Result<std::optional<CheckpointStore>> loaded = m.contents->load();
     const bool refused = !loaded.ok();
     CheckpointServiceOptions options;
-    options.session = static_cast<std::uint64_t>(scheduler_.now().count()) + 1;
+    options.session = session != 0 ? session : static_cast<std::uint64_t>(scheduler_.now().count()) + 1;
     options.rejoinAfter = 5s;
     options.snapshotChunkBytes = 100;  // several chunks for any real state
     options.logger = [log = &m.log](const std::string& line) { log->push_back(line); };
@@ -342,6 +343,23 @@ TEST_F(CheckpointServiceTest, AMemberWhoseDiskWasRefusedTakesTheStateFromItsPeer
   ASSERT_TRUE(service(2).synced());
   EXPECT_EQ(read(2, "c", "s"), "value");
   EXPECT_EQ(onDisk(2, "c", "s"), "value") << "its disk holds the group's state again";
+}
+
+TEST_F(CheckpointServiceTest, ARestartWhoseClockWentBackStillWrites) {
+  crash(2);
+  run(1s);
+  start(2, 100'000);
+  run(1s);
+  written(2, OverwriteSection{"c", "s", "before", true, CheckpointAttributes{}, std::nullopt});
+  const std::uint64_t first = service(2).session();
+  crash(2);
+  run(1s);
+  start(2, 7);  // a session below the last one: the clock was set back
+  run(1s);
+  ASSERT_TRUE(service(2).synced());
+  EXPECT_GT(service(2).session(), first);
+  written(2, OverwriteSection{"c", "s", "after", false, std::nullopt, std::nullopt});
+  for (int id : {1, 2, 3}) EXPECT_EQ(read(id, "c", "s"), "after") << id;
 }
 
 TEST_F(CheckpointServiceTest, WithoutQuorumWritesAndReadsAreRefused) {

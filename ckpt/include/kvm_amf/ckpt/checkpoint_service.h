@@ -174,6 +174,8 @@ class CheckpointService : public cluster::GroupListener {
   void onOffer(const OfferMessage& offer);
   void onChunk(const SnapshotChunk& chunk);
   void finishSync(std::optional<CheckpointStore> adopted);
+  // Makes this run's session above every earlier one of this node the store knows of.
+  void followOwnSessions();
 
   // Ops.
   enum class ApplyMode {

@@ -378,8 +378,11 @@ void CheckpointService::finishSync(std::optional<CheckpointStore> adopted) {
       if (it != pending_.end()) settle(it->second, counter, outcome);
     }
   } else {
-    // Outcomes found on this member's own state hold if that state was the group's current one.
-    const bool sameState = current_;
+    // Outcomes found on this member's own state hold if that state was the group's current one:
+    // it served in a quorate view, and the freshest state is of the same epoch (the same lineage,
+    // which only a quorate view moves on).
+    const auto from = offers_.find(snapshotFrom_);
+    const bool sameState = current_ && store_ && from != offers_.end() && from->second.epoch == store_->epoch();
     const std::uint64_t snapshotSeq = adopted->seq();
     store_ = std::move(adopted);
     std::deque<Buffered> replay = std::move(buffered_);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "replies.h"
+
 #include "kvm_amf/amf/config/merge.h"
 #include "kvm_amf/amf/engine/status.h"
 #include "kvm_amf/amf/model/admin_command.h"
@@ -14,14 +16,6 @@ using admin::proto::Reply;
 using nlohmann::json;
 
 namespace {
-
-Reply replyWith(Reply::Code code, std::string message, std::string body = "") {
-  Reply reply;
-  reply.set_code(code);
-  reply.set_message(std::move(message));
-  reply.set_body(std::move(body));
-  return reply;
-}
 
 using node::ConfigOutcome;
 using node::ConfigResult;
@@ -103,6 +97,12 @@ std::vector<config::Source> sourcesOf(const google::protobuf::RepeatedPtrField<a
 
 void AdminService::onRequest(const admin::proto::Request& request, const admin::Peer& /*peer*/,
                              std::function<void(Reply)> reply) {
+  if (request.has_checkpoint()) {
+    if (checkpoints_ == nullptr) {
+      return reply(replyWith(Reply::UNAVAILABLE, "amfd on " + node_ + " has no checkpoint service"));
+    }
+    return checkpoints_->serve(request.checkpoint(), std::move(reply));
+  }
   const engine::ClusterState* state = manager_->state();
   if (request.has_query()) {
     if (request.query().what() != "status") {

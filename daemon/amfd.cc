@@ -9,21 +9,30 @@
 #include "kvm_amf/amf/config/loader.h"
 #include "kvm_amf/amf/node/disk_state_store.h"
 #include "kvm_amf/amf/node/node_manager.h"
+#include "kvm_amf/ckpt/checkpoint_service.h"
+#include "kvm_amf/ckpt/disk_checkpoint_log.h"
 #include "kvm_amf/cluster/command_fence_agent.h"
 #include "kvm_amf/cluster/corosync_group.h"
 #include "kvm_amf/daemon/admin_service.h"
+#include "kvm_amf/daemon/checkpoint_requests.h"
+#include "kvm_amf/daemon/guest_checkpoints.h"
 #include "kvm_amf/vmm/socket_guest_channel.h"
 
 namespace kvm_amf::daemon {
 
 // Declared in the order they are built; destroyed in reverse: the admin API closes first, the
-// node manager leaves the group before its parts go.
+// node manager and the checkpoint service leave their groups before their parts go.
 struct Amfd::Parts {
   std::unique_ptr<cluster::CorosyncGroup> group;
+  std::unique_ptr<cluster::CorosyncGroup> checkpointGroup;  // kvm-amf-ckpt
   std::unique_ptr<cluster::CommandFenceAgent> fence;
   std::unique_ptr<vmm::LibvirtHypervisor> hypervisor;
   std::unique_ptr<vmm::SocketGuestChannel> guests;
   std::unique_ptr<node::DiskStateStore> store;
+  std::unique_ptr<ckpt::DiskCheckpointLog> checkpointDisk;
+  std::unique_ptr<ckpt::CheckpointService> checkpoints;
+  std::unique_ptr<CheckpointRequests> checkpointRequests;
+  std::unique_ptr<GuestCheckpointAccess> guestCheckpoints;
   std::unique_ptr<AdminService> service;
   std::unique_ptr<node::NodeManager> manager;
   std::unique_ptr<admin::AdminServer> server;
@@ -32,6 +41,18 @@ struct Amfd::Parts {
 namespace {
 
 void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+
+// The service group of VM `vm` in `config`, if any.
+std::optional<std::string> groupOfVm(const model::Configuration& config, const std::string& vm) {
+  for (const auto& sg : config.serviceGroups) {
+    for (const auto& unit : sg.units) {
+      for (const auto& spec : unit.vms) {
+        if (spec.name == vm) return sg.name;
+      }
+    }
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -62,6 +83,9 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
     return fail(StartError::Kind::kUnavailable,
                 "agent socket directory " + options.libvirt.domain.agentSocketDir + ": " + ec.message());
   }
+  const std::string checkpointDir = options.stateDir + "/ckpt";
+  std::filesystem::create_directories(checkpointDir, ec);
+  if (ec) return fail(StartError::Kind::kUnavailable, "checkpoint directory " + checkpointDir + ": " + ec.message());
   const std::string statePath = options.stateDir + "/state";
   std::optional<engine::ClusterState> initial;
   Result<std::optional<engine::ClusterState>> stored = node::DiskStateStore::load(statePath);
@@ -83,6 +107,12 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
                                                       std::to_string(parts->group->localNodeId()) + "), not " +
                                                       options.node);
   }
+  cluster::CorosyncGroupOptions checkpointGroupOptions;
+  checkpointGroupOptions.groupName = "kvm-amf-ckpt";
+  Result<std::unique_ptr<cluster::CorosyncGroup>> checkpointGroup =
+      cluster::CorosyncGroup::connect(loop, checkpointGroupOptions);
+  if (!checkpointGroup.ok()) return fail(StartError::Kind::kUnavailable, checkpointGroup.error().message);
+  parts->checkpointGroup = std::move(checkpointGroup.value());
   parts->fence = std::make_unique<cluster::CommandFenceAgent>(loop);
   Result<std::unique_ptr<vmm::LibvirtHypervisor>> hypervisor = vmm::LibvirtHypervisor::connect(loop, options.libvirt);
   if (!hypervisor.ok()) return fail(StartError::Kind::kUnavailable, hypervisor.error().message);
@@ -93,6 +123,24 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
   channel.logger = [logLine](const std::string& vm, const std::string& line) { logLine("guest " + vm + ": " + line); };
   parts->guests = std::make_unique<vmm::SocketGuestChannel>(loop, std::move(channel));
   parts->store = std::make_unique<node::DiskStateStore>(loop, statePath);
+  // The checkpoint service: its own group, its files in STATE_DIR/ckpt (docs/checkpoints.md).
+  std::string warning;
+  Result<std::optional<ckpt::CheckpointStore>> storedCheckpoints =
+      ckpt::DiskCheckpointLog::load(checkpointDir, {}, &warning);
+  if (!warning.empty()) logLine(warning);
+  if (!storedCheckpoints.ok()) {
+    logLine("refusing the stored checkpoints, taking them from the peers: " + storedCheckpoints.error().message);
+  }
+  parts->checkpointDisk = std::make_unique<ckpt::DiskCheckpointLog>(loop, checkpointDir);
+  ckpt::CheckpointServiceOptions checkpointOptions;
+  checkpointOptions.logger = [logLine](const std::string& line) { logLine("checkpoints: " + line); };
+  const bool checkpointsLoaded = storedCheckpoints.ok();
+  parts->checkpoints = std::make_unique<ckpt::CheckpointService>(
+      ckpt::CheckpointServiceDeps{&loop, parts->checkpointGroup.get(), parts->checkpointDisk.get()},
+      std::move(checkpointOptions), checkpointsLoaded ? std::move(storedCheckpoints).value() : std::nullopt,
+      checkpointsLoaded);
+  parts->checkpointRequests = std::make_unique<CheckpointRequests>(options.node, *parts->checkpoints);
+
   parts->service = std::make_unique<AdminService>(options.node, logLine);
   node::NodeManagerDeps deps{&loop,
                              parts->group.get(),
@@ -108,6 +156,19 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
   if (!server.ok()) return fail(StartError::Kind::kUnavailable, server.error().message);
   parts->server = std::move(server.value());
   parts->service->attach(parts->manager.get(), parts->server.get());
+  parts->service->attachCheckpoints(parts->checkpointRequests.get());
+  // Guests name their checkpoints within their VM's service group, as the replicated
+  // configuration has it now (or, before this host is synchronised, as it started).
+  node::NodeManager* manager = parts->manager.get();
+  parts->guestCheckpoints =
+      std::make_unique<GuestCheckpointAccess>(*parts->checkpoints, [manager, configuration](const std::string& vm) {
+        const engine::ClusterState* state = manager->state();
+        return groupOfVm(state ? *state->config : *configuration, vm);
+      });
+  parts->guests->setCheckpoints(parts->guestCheckpoints.get());
+  if (Status joined = parts->checkpoints->start(); !joined.ok()) {
+    return fail(StartError::Kind::kUnavailable, "the checkpoint group: " + joined.error().message);
+  }
   if (Status joined = parts->manager->start(); !joined.ok()) {
     return fail(StartError::Kind::kUnavailable, joined.error().message);
   }
@@ -119,7 +180,9 @@ Amfd::Amfd(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 
 Amfd::~Amfd() {
   parts_->server.reset();  // no more requests
+  parts_->guests->setCheckpoints(nullptr);
   parts_->manager->stop();
+  parts_->checkpoints->stop();
 }
 
 }  // namespace kvm_amf::daemon

@@ -2,7 +2,8 @@
 """Fails when a part reaches outside its boundary.
 
 1. libvirt, Corosync, ZeroMQ and yaml-cpp headers are included only in their own part
-   (and in that part's tests).
+   (and in that part's tests); the checkpoint service's headers only where amfd is put together
+   (daemon/), so that the engine, the membership and the hypervisor adapter never depend on it.
 2. Library code neither reads the real clock nor sleeps: time comes from the injected clock.
    Executables (cmd/), tests, benchmarks and the guest agent may; so may the files in
    REAL_TIME_ALLOWED, the real implementations of the clock and timer interfaces.
@@ -24,6 +25,8 @@ INCLUDE_RULES = [
     ("ZeroMQ", re.compile(r'#\s*include\s*[<"]zmq(\.h|\.hpp|_addon\.hpp)[>"]'), ("admin/", "tests/admin/")),
     ("yaml-cpp", re.compile(r'#\s*include\s*[<"]yaml-cpp/'), ("amf/config/", "tests/amf/config/")),
     ("libyaml", re.compile(r'#\s*include\s*<yaml\.h>'), ("amf/config/", "tests/amf/config/")),
+    ("the checkpoint service", re.compile(r'#\s*include\s*[<"]kvm_amf/ckpt/'),
+     ("ckpt/", "daemon/", "cmd/", "tests/", "bench/")),
 ]
 
 # Folders whose code may use real time: programs, tests, benchmarks, the guest agent.

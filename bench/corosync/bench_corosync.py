@@ -30,7 +30,7 @@ from lab import Lab, HOSTS_SCRIPT, now_ms  # noqa: E402
 def binary(env, default):
     path = os.environ.get(env) or os.path.join(REPO, "build", default)
     if not os.access(path, os.X_OK):
-        sys.exit("bench_corosync.py: %s not found (build first, or set %s)" % (path, env))
+        sys.exit("%s: %s not found (build first, or set %s)" % (os.path.basename(sys.argv[0]), path, env))
     return path
 
 
@@ -81,8 +81,8 @@ def pids(lab, testnode):
     return nodes, corosyncs
 
 
-def replication(lab, messages, size, cpg_plain, testnode):
-    # The bare client: one sender (host 1), three receivers, the same lab.
+def bare_client(lab, cpg_plain, messages, size):
+    """The bare libcpg client: one sender (host 1), three receivers, in `lab`; each member's result."""
     procs = []
     for i in (1, 2, 3):
         argv = ["bash", HOSTS_SCRIPT, "exec", lab.dir, lab.prefix, str(i), cpg_plain, "--members", "3",
@@ -92,7 +92,11 @@ def replication(lab, messages, size, cpg_plain, testnode):
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
         if i == 1:
             time.sleep(0.3)
-    plain = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    return [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+
+
+def replication(lab, messages, size, cpg_plain, testnode):
+    plain = bare_client(lab, cpg_plain, messages, size)
 
     lab.wait_settled([1, 2, 3])
     nodes, corosyncs = pids(lab, testnode)

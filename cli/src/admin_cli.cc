@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint_verbs.h"
 #include "cluster_verbs.h"
 #include "config_verbs.h"
 #include "kvm_amf/admin/admin_client.h"
@@ -339,6 +340,59 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
       "the events endpoint (default: beside --endpoint, " + std::string(admin::kDefaultEventsEndpoint) + ")");
   eventsVerb->fallthrough();
 
+  // `ckpt VERB ...`: the cluster's checkpoints (checkpoint_verbs.h).
+  CheckpointVerb checkpoint;
+  struct {
+    std::string retention, expiresIn, maxSectionBytes, maxBytes;
+    std::uint64_t maxSections = 0;
+    std::string data, file;
+    CLI::Option* retentionOption = nullptr;
+    CLI::Option* expiresOption = nullptr;
+    CLI::Option* maxSectionsOption = nullptr;
+    CLI::Option* maxSectionBytesOption = nullptr;
+    CLI::Option* maxBytesOption = nullptr;
+    CLI::Option* dataOption = nullptr;
+    CLI::Option* fileOption = nullptr;
+  } ckptArgs;
+  CLI::App* ckptVerb = app.add_subcommand(
+      "ckpt",
+      "the cluster's checkpoints: list, info NAME, create NAME, read NAME SECTION, write NAME SECTION, "
+      "delete NAME SECTION, unlink NAME");
+  ckptVerb->require_subcommand(1, 1);
+  ckptVerb->fallthrough();
+  std::vector<std::pair<CLI::App*, CheckpointVerb::Kind>> ckptVerbs;
+  auto ckptSubcommand = [&](const char* word, const char* description, CheckpointVerb::Kind kind, bool name,
+                            bool section) {
+    CLI::App* sub = ckptVerb->add_subcommand(word, description);
+    if (name) sub->add_option("name", checkpoint.name, "the checkpoint's name")->required();
+    if (section) sub->add_option("section", checkpoint.section, "the section's id")->required();
+    sub->fallthrough();
+    ckptVerbs.emplace_back(sub, kind);
+    return sub;
+  };
+  ckptSubcommand("list", "every checkpoint, with its size and retention", CheckpointVerb::Kind::kList, false, false);
+  ckptSubcommand("info", "one checkpoint: its attributes and sections", CheckpointVerb::Kind::kInfo, true, false);
+  CLI::App* ckptCreate = ckptSubcommand("create", "create a checkpoint (again with the same attributes: no change)",
+                                        CheckpointVerb::Kind::kCreate, true, false);
+  ckptArgs.retentionOption = ckptCreate->add_option("--retention", ckptArgs.retention,
+                                                    "kept this long after its last close (default: until unlinked)");
+  ckptArgs.maxSectionsOption =
+      ckptCreate->add_option("--max-sections", ckptArgs.maxSections, "at most this many sections (default 1000)");
+  ckptArgs.maxSectionBytesOption = ckptCreate->add_option("--max-section-bytes", ckptArgs.maxSectionBytes,
+                                                          "at most this much data a section (default 1Mi)");
+  ckptArgs.maxBytesOption =
+      ckptCreate->add_option("--max-bytes", ckptArgs.maxBytes, "at most this much data in all (default 16Mi)");
+  ckptSubcommand("read", "print a section's data", CheckpointVerb::Kind::kRead, true, true);
+  CLI::App* ckptWrite = ckptSubcommand("write", "replace a section's data (the section is created if missing)",
+                                       CheckpointVerb::Kind::kWrite, true, true);
+  ckptArgs.dataOption = ckptWrite->add_option("--data", ckptArgs.data, "the data");
+  ckptArgs.fileOption = ckptWrite->add_option("--file", ckptArgs.file, "read the data from this file");
+  ckptWrite->add_flag("--async", checkpoint.async, "answer once applied on this host, not on every host's disk");
+  ckptArgs.expiresOption =
+      ckptWrite->add_option("--expires-in", ckptArgs.expiresIn, "the section expires this long after the write");
+  ckptSubcommand("delete", "delete a section", CheckpointVerb::Kind::kDelete, true, true);
+  ckptSubcommand("unlink", "remove a checkpoint", CheckpointVerb::Kind::kUnlink, true, false);
+
   std::vector<std::string> argv_storage;
   argv_storage.reserve(args.size() + 1);
   argv_storage.emplace_back("amf-admin");
@@ -373,6 +427,45 @@ int runAdmin(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
   cluster.timeout = *timeout;
 
+  if (ckptVerb->parsed()) {
+    for (const auto& [sub, kind] : ckptVerbs) {
+      if (sub->parsed()) checkpoint.kind = kind;
+    }
+    auto durationOf = [&](CLI::Option* option, const std::string& text, std::optional<Duration>& into) {
+      if (option == nullptr || option->count() == 0) return true;
+      into = model::parseDuration(text);
+      if (into) return true;
+      err << "amf-admin ckpt: " << option->get_name() << ": '" << text
+          << "' is not a duration: a number with a unit ms, s, m or h (e.g. 300ms, 5s, 10m)\n";
+      return false;
+    };
+    auto bytesOf = [&](CLI::Option* option, const std::string& text, std::optional<std::uint64_t>& into) {
+      if (option->count() == 0) return true;
+      into = model::parseBytes(text);
+      if (into) return true;
+      err << "amf-admin ckpt: " << option->get_name() << ": '" << text
+          << "' is not a size: a whole number of bytes with an optional unit Ki, Mi, Gi (e.g. 4096, 64Ki)\n";
+      return false;
+    };
+    if (!durationOf(ckptArgs.retentionOption, ckptArgs.retention, checkpoint.retention) ||
+        !durationOf(ckptArgs.expiresOption, ckptArgs.expiresIn, checkpoint.expiresIn) ||
+        !bytesOf(ckptArgs.maxSectionBytesOption, ckptArgs.maxSectionBytes, checkpoint.maxSectionBytes) ||
+        !bytesOf(ckptArgs.maxBytesOption, ckptArgs.maxBytes, checkpoint.maxBytes)) {
+      return kExitUsage;
+    }
+    if (ckptArgs.maxSectionsOption->count() > 0) checkpoint.maxSections = ckptArgs.maxSections;
+    if (checkpoint.kind == CheckpointVerb::Kind::kWrite) {
+      const bool data = ckptArgs.dataOption->count() > 0;
+      const bool file = ckptArgs.fileOption->count() > 0;
+      if (data == file) {
+        err << "amf-admin ckpt write: give the data as --data TEXT or --file FILE (one of them)\n";
+        return kExitUsage;
+      }
+      if (data) checkpoint.data = ckptArgs.data;
+      if (file) checkpoint.file = ckptArgs.file;
+    }
+    return runCheckpointVerb(checkpoint, cluster, out, err);
+  }
   if (applyVerb->parsed()) {
     if (generationOption->count() > 0) {
       apply.expectedGeneration = parseGeneration(generationText);

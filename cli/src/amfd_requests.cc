@@ -1,5 +1,7 @@
 #include "amfd_requests.h"
 
+#include <cstdio>
+#include <ctime>
 #include <ostream>
 #include <utility>
 
@@ -64,6 +66,22 @@ std::variant<Reply, int> ask(const ClusterOptions& options, Request request, std
   auto reply = client.value()->call(std::move(request), options.timeout);
   if (!reply.ok()) return reportClientError(reply.error(), options.endpoint, err);
   return std::move(reply).value();
+}
+
+std::string isoTime(std::int64_t ms) {
+  std::int64_t seconds = ms / 1000;
+  std::int64_t millis = ms % 1000;
+  if (millis < 0) {
+    millis += 1000;
+    seconds -= 1;
+  }
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (::gmtime_r(&t, &tm) == nullptr) return std::to_string(ms) + "ms";
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return text;
 }
 
 std::string dumpJson(const Json& value, int indent) {

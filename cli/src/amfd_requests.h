@@ -2,6 +2,7 @@
 // exit code of exit_codes.h (docs/cli.md): failures are printed to `err`, prefixed "amf-admin: ".
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +34,9 @@ int reportReply(const admin::proto::Reply& reply, std::ostream& err);
 // already reported on `err`.
 std::variant<admin::proto::Reply, int> ask(const ClusterOptions& options, admin::proto::Request request,
                                            std::ostream& err);
+
+// "2023-11-14T22:13:20.123Z" for milliseconds since the Unix epoch.
+std::string isoTime(std::int64_t ms);
 
 // JSON as text that never throws: invalid UTF-8 is replaced.
 std::string dumpJson(const nlohmann::ordered_json& value, int indent = -1);

@@ -255,23 +255,6 @@ Table tableOf(const KindWords& kind, const std::vector<const Json*>& objects) {
 
 // --- events
 
-// "2023-11-14T22:13:20.123Z" for milliseconds since the Unix epoch.
-std::string isoTime(std::int64_t ms) {
-  std::int64_t seconds = ms / 1000;
-  std::int64_t millis = ms % 1000;
-  if (millis < 0) {
-    millis += 1000;
-    seconds -= 1;
-  }
-  const auto t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  if (::gmtime_r(&t, &tm) == nullptr) return std::to_string(ms) + "ms";
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
-  return text;
-}
-
 // The event's JSON form: its json parsed when it is JSON, kept as a string otherwise, null if empty.
 Json eventJson(const admin::proto::Event& event) {
   Json data;

@@ -1,7 +1,8 @@
 // kvm-amf-agent: the guest side of docs/guest-protocol.md. One thread, one poll() loop: the port,
-// a signalfd for SIGCHLD, and timers (heartbeat, health check and hook timeouts, port reopen).
-// Runs in a busybox guest: a static binary that uses no library of the project (only the codec
-// source and common/result.h).
+// a signalfd for SIGCHLD, the control socket where applications in the guest ask for checkpoints
+// (`kvm-amf-agent ckpt ...`, which is this same binary as a client), and timers (heartbeat, health
+// check and hook timeouts, checkpoint requests, port reopen). Runs in a busybox guest: a static
+// binary that uses no library of the project (only the codec source and common/result.h).
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,6 +24,8 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <iostream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <string>
@@ -37,7 +40,9 @@ namespace {
 
 using vmm::AckMessage;
 using vmm::AssignMessage;
+using vmm::CheckpointReadMessage;
 using vmm::CheckpointReplyMessage;
+using vmm::CheckpointWriteMessage;
 using vmm::ErrorMessage;
 using vmm::GuestLineReader;
 using vmm::HeartbeatMessage;
@@ -49,6 +54,10 @@ constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kReopenDelayMs = 1000;
 constexpr std::size_t kMaxPendingOutput = 64 * 1024;
 constexpr std::size_t kMaxQueuedRequests = 64;
+// The control socket: one request line a connection, at most this long.
+constexpr std::size_t kMaxControlLine = 8192;
+constexpr std::size_t kMaxControlClients = 64;
+constexpr const char* kDefaultControl = "/run/kvm-amf/agent.sock";
 
 struct Options {
   std::string port;  // empty: find the virtio port by name
@@ -56,7 +65,9 @@ struct Options {
   std::int64_t healthTimeoutMs = 0;  // 0: the heartbeat interval
   std::string hook = "/etc/kvm-amf/hook";
   std::int64_t hookTimeoutMs = 10000;
-  std::uint64_t stopAfter = 0;  // 0: never
+  std::uint64_t stopAfter = 0;            // 0: never
+  std::string control = kDefaultControl;  // empty: no control socket
+  std::int64_t checkpointTimeoutMs = 30000;
 };
 
 std::int64_t monotonicMs() {
@@ -168,6 +179,51 @@ std::string findVirtioPort() {
   return found;
 }
 
+// Listens on the UNIX socket `path` (mode 0660), replacing a file left by an agent that died; its
+// directory is created (0755) if missing. -1 with the reason logged on failure.
+int listenControl(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    std::string dir = path.substr(0, slash);
+    for (std::size_t at = 1; at != std::string::npos; at = dir.find('/', at + 1)) {
+      mkdir(dir.substr(0, at).c_str(), 0755);
+    }
+    mkdir(dir.c_str(), 0755);
+  }
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) {
+    logEvent("control socket path too long: " + path);
+    return -1;
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    close(probe);
+    logEvent("control socket " + path + ": another agent listens there; no control socket");
+    return -1;
+  }
+  if (probe >= 0) close(probe);
+  unlink(path.c_str());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || listen(fd, 16) != 0) {
+    logEvent("control socket " + path + ": " + errnoText(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  chmod(path.c_str(), 0660);
+  logEvent("control socket: " + path);
+  return fd;
+}
+
+// A request of an application on the control socket, forwarded to the host or being read.
+struct ControlClient {
+  int fd = -1;
+  std::string input;     // read so far, up to the request's '\n'
+  std::uint64_t id = 0;  // the CKPT request's id once forwarded
+  std::int64_t deadline = kNever;
+};
+
 // A hook run the host asked for.
 struct Request {
   std::uint64_t id = 0;
@@ -188,6 +244,7 @@ class Agent {
 
   [[noreturn]] void run() {
     nextBeat_ = monotonicMs();
+    if (!options_.control.empty()) control_ = listenControl(options_.control);
     while (true) {
       std::int64_t now = monotonicMs();
       if (port_ < 0 && now >= nextReopen_) openPort(now);
@@ -195,17 +252,23 @@ class Agent {
       checkTimeouts(now);
 
       std::int64_t wake = std::min({nextBeat_, health_ ? health_->deadline : kNever, hook_ ? hook_->deadline : kNever,
-                                    port_ < 0 ? nextReopen_ : kNever});
+                                    port_ < 0 ? nextReopen_ : kNever, nextControlDeadline()});
       int timeout = static_cast<int>(std::clamp<std::int64_t>(wake - now, 0, 60000));
-      pollfd fds[2] = {{signalFd_, POLLIN, 0}, {port_, 0, 0}};
+      std::vector<pollfd> fds = {{signalFd_, POLLIN, 0}, {port_, 0, 0}, {control_, POLLIN, 0}};
       if (port_ >= 0) fds[1].events = static_cast<short>(POLLIN | (output_.empty() ? 0 : POLLOUT));
-      int ready = poll(fds, port_ >= 0 ? 2 : 1, timeout);
+      for (const auto& client : clients_)
+        fds.push_back({client.fd, static_cast<short>(client.id == 0 ? POLLIN : 0), 0});
+      int ready = poll(fds.data(), fds.size(), timeout);
       if (ready < 0) {
         if (errno != EINTR) logEvent("poll: " + errnoText(errno));
         continue;
       }
       if ((fds[0].revents & POLLIN) != 0) reapChildren();
       if (port_ >= 0 && fds[1].revents != 0) servePort(fds[1].revents);
+      if (control_ >= 0 && (fds[2].revents & POLLIN) != 0) acceptClients();
+      for (std::size_t i = 3; i < fds.size(); ++i) {
+        if (fds[i].revents != 0) readClient(fds[i].fd);
+      }
     }
   }
 
@@ -260,6 +323,11 @@ class Agent {
     close(port_);
     port_ = -1;
     nextReopen_ = monotonicMs() + kReopenDelayMs;
+    // The host answers on the connection a request came on: those written are lost with it.
+    for (auto& client : clients_) {
+      if (client.id != 0) answerClient(client, "FAIL " + vmm::percentEncode("the host's channel closed (" + why + ")"));
+    }
+    dropAnsweredClients();
   }
 
   void send(const vmm::GuestMessage& message) {
@@ -345,8 +413,127 @@ class Agent {
     enqueue(Request{message.id, {"removed", message.si}, {"KVMAMF_SI=" + message.si, "KVMAMF_HA_STATE=removed"}});
   }
 
-  void handle(const CheckpointReplyMessage& message) { unexpected("CKPT", message.id); }
-  void handle(const ErrorMessage& message) { unexpected("ERR", message.id); }
+  void handle(const CheckpointReplyMessage& message) {
+    ControlClient* client = clientFor(message.id);
+    if (client == nullptr) return unexpected("CKPT", message.id);
+    if (message.ok) {
+      std::string line = "OK";
+      if (message.data) line += " " + (message.data->empty() ? std::string("-") : vmm::base64Encode(*message.data));
+      answerClient(*client, line);
+    } else {
+      answerClient(*client, "FAIL " + vmm::percentEncode(message.reason));
+    }
+    dropAnsweredClients();
+  }
+  void handle(const ErrorMessage& message) {
+    ControlClient* client = clientFor(message.id);
+    if (client == nullptr) return unexpected("ERR", message.id);
+    answerClient(*client, "FAIL " + vmm::percentEncode("the host cannot serve checkpoints: " + message.reason));
+    dropAnsweredClients();
+  }
+
+  // --- The control socket: applications' checkpoint requests.
+
+  void acceptClients() {
+    while (true) {
+      int fd = accept4(control_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;
+      if (clients_.size() >= kMaxControlClients) {
+        const std::string busy = "FAIL busy\n";
+        (void)!write(fd, busy.data(), busy.size());
+        close(fd);
+        continue;
+      }
+      clients_.push_back(ControlClient{fd, "", 0, monotonicMs() + options_.checkpointTimeoutMs});
+    }
+  }
+
+  ControlClient* clientFor(std::uint64_t id) {
+    for (auto& client : clients_) {
+      if (client.id == id) return &client;
+    }
+    return nullptr;
+  }
+
+  std::int64_t nextControlDeadline() const {
+    std::int64_t next = kNever;
+    for (const auto& client : clients_) next = std::min(next, client.deadline);
+    return next;
+  }
+
+  // Writes the answer line (the socket takes a few kilobytes at once) and marks the client done.
+  void answerClient(ControlClient& client, const std::string& line) {
+    const std::string bytes = line + "\n";
+    (void)!::send(client.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(client.fd);
+    client.fd = -1;
+  }
+
+  void dropAnsweredClients() {
+    std::erase_if(clients_, [](const ControlClient& client) { return client.fd < 0; });
+  }
+
+  void readClient(int fd) {
+    auto it = std::find_if(clients_.begin(), clients_.end(), [fd](const ControlClient& c) { return c.fd == fd; });
+    if (it == clients_.end()) return;
+    ControlClient& client = *it;
+    char buffer[4096];
+    ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (got <= 0 || client.id != 0) {  // gone, or talking out of turn: it gets nothing
+      close(client.fd);
+      client.fd = -1;
+      return dropAnsweredClients();
+    }
+    client.input.append(buffer, static_cast<std::size_t>(got));
+    const std::size_t end = client.input.find('\n');
+    if (end == std::string::npos) {
+      if (client.input.size() > kMaxControlLine) answerClient(client, "FAIL request%20too%20long");
+      return dropAnsweredClients();
+    }
+    forward(client, client.input.substr(0, end));
+    dropAnsweredClients();
+  }
+
+  // Sends the application's request to the host as CKPT-READ or CKPT-WRITE.
+  void forward(ControlClient& client, const std::string& line) {
+    std::vector<std::string> fields;
+    for (std::size_t at = 0; at <= line.size();) {
+      std::size_t space = line.find(' ', at);
+      if (space == std::string::npos) space = line.size();
+      fields.push_back(line.substr(at, space - at));
+      at = space + 1;
+    }
+    auto field = [&](std::size_t i) { return vmm::percentDecode(fields[i]); };
+    const bool isRead = fields[0] == "READ" && fields.size() == 3;
+    const bool isWrite = fields[0] == "WRITE" && fields.size() == 4;
+    if (!isRead && !isWrite) return answerClient(client, "FAIL " + vmm::percentEncode("bad request: " + fields[0]));
+    auto name = field(1);
+    auto section = field(2);
+    auto data = isWrite ? vmm::base64Decode(fields[3]) : Result<std::string>(std::string());
+    if (!name || !section || !data || name.value().empty() || section.value().empty()) {
+      return answerClient(client, "FAIL bad%20encoding");
+    }
+    if (port_ < 0) return answerClient(client, "FAIL " + vmm::percentEncode("the host's channel is not open"));
+    client.id = nextCheckpointId_++;
+    logEvent(std::string(isRead ? "ckpt read " : "ckpt write ") + std::to_string(client.id) + ": " + name.value() +
+             " " + section.value());
+    if (isRead) {
+      send(CheckpointReadMessage{client.id, name.value(), section.value()});
+    } else {
+      send(CheckpointWriteMessage{client.id, name.value(), section.value(), data.value()});
+    }
+  }
+
+  void expireClients(std::int64_t now) {
+    for (auto& client : clients_) {
+      if (client.deadline > now) continue;
+      logEvent("ckpt request " + std::to_string(client.id) + " timed out");
+      answerClient(client, "FAIL " + vmm::percentEncode("no answer from the host within " +
+                                                        std::to_string(options_.checkpointTimeoutMs) + " ms"));
+    }
+    dropAnsweredClients();
+  }
 
   void unexpected(const char* verb, std::uint64_t id) {
     ++unexpected_;
@@ -413,6 +600,7 @@ class Agent {
   }
 
   void checkTimeouts(std::int64_t now) {
+    if (nextControlDeadline() <= now) expireClients(now);
     if (health_ && now >= health_->deadline) {
       killGroup(health_->pid);
       logEvent("health check for heartbeat " + std::to_string(health_->tag) + " timed out");
@@ -451,6 +639,9 @@ class Agent {
 
   Options options_;
   int signalFd_;
+  int control_ = -1;
+  std::vector<ControlClient> clients_;
+  std::uint64_t nextCheckpointId_ = 1;
   int port_ = -1;
   std::int64_t nextReopen_ = 0;
   std::string lastOpenError_;
@@ -470,7 +661,9 @@ class Agent {
 
 constexpr const char* kUsage =
     "usage: kvm-amf-agent [--port PATH] [--health CMD] [--health-timeout MS] [--hook PATH]\n"
-    "                     [--hook-timeout MS] [--stop-after N]\n";
+    "                     [--hook-timeout MS] [--stop-after N] [--control PATH] [--ckpt-timeout MS]\n"
+    "       kvm-amf-agent ckpt [--control PATH] [--timeout MS] read NAME SECTION\n"
+    "       kvm-amf-agent ckpt [--control PATH] [--timeout MS] write NAME SECTION DATA|-\n";
 
 bool parseCount(const char* text, std::int64_t& out) {
   std::string_view view(text);
@@ -497,6 +690,10 @@ std::optional<Options> parseOptions(int argc, char** argv) {
       options.hookTimeoutMs = number;
     } else if (flag == "--stop-after" && parseCount(value, number)) {
       options.stopAfter = static_cast<std::uint64_t>(number);
+    } else if (flag == "--control") {
+      options.control = value;
+    } else if (flag == "--ckpt-timeout" && parseCount(value, number) && number > 0) {
+      options.checkpointTimeoutMs = number;
     } else {
       return std::nullopt;
     }
@@ -504,10 +701,106 @@ std::optional<Options> parseOptions(int argc, char** argv) {
   return options;
 }
 
+// `kvm-amf-agent ckpt ...`: asks the running agent over its control socket. Exit 0 (a read's data
+// on stdout), 1 refused or failed (the reason on stderr), 2 usage, 69 no agent listening.
+int runCheckpointCommand(int argc, char** argv) {
+  std::string control = kDefaultControl;
+  std::int64_t timeoutMs = 60000;
+  int i = 2;
+  for (; i + 1 < argc && argv[i][0] == '-' && argv[i][1] == '-'; i += 2) {
+    std::string_view flag = argv[i];
+    if (flag == "--control") {
+      control = argv[i + 1];
+    } else if (flag != "--timeout" || !parseCount(argv[i + 1], timeoutMs) || timeoutMs == 0) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+  }
+  std::vector<std::string> words(argv + i, argv + argc);
+  std::string request;
+  if (words.size() == 3 && words[0] == "read") {
+    request = "READ " + vmm::percentEncode(words[1]) + " " + vmm::percentEncode(words[2]);
+  } else if (words.size() == 4 && words[0] == "write") {
+    std::string data = words[3];
+    if (data == "-") data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    request = "WRITE " + vmm::percentEncode(words[1]) + " " + vmm::percentEncode(words[2]) + " " +
+              (data.empty() ? std::string("-") : vmm::base64Encode(data));
+  } else {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (words[1].empty() || words[2].empty()) {
+    std::fputs("kvm-amf-agent ckpt: NAME and SECTION must not be empty\n", stderr);
+    return 2;
+  }
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (control.size() >= sizeof address.sun_path || fd < 0) {
+    std::fprintf(stderr, "kvm-amf-agent ckpt: cannot use %s\n", control.c_str());
+    return 2;
+  }
+  std::memcpy(address.sun_path, control.c_str(), control.size() + 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    std::fprintf(stderr, "kvm-amf-agent ckpt: no agent at %s: %s (is kvm-amf-agent running?)\n", control.c_str(),
+                 std::strerror(errno));
+    close(fd);
+    return 69;
+  }
+  request += "\n";
+  for (std::size_t done = 0; done < request.size();) {
+    ssize_t n = write(fd, request.data() + done, request.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::fprintf(stderr, "kvm-amf-agent ckpt: write: %s\n", std::strerror(errno));
+      close(fd);
+      return 1;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  std::string answer;
+  const std::int64_t deadline = monotonicMs() + timeoutMs;
+  while (answer.find('\n') == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    const std::int64_t left = deadline - monotonicMs();
+    if (left <= 0 || poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left, 60000))) == 0) {
+      if (monotonicMs() < deadline) continue;
+      std::fprintf(stderr, "kvm-amf-agent ckpt: no answer within %lld ms\n", static_cast<long long>(timeoutMs));
+      close(fd);
+      return 1;
+    }
+    char buffer[8192];
+    ssize_t got = read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    answer.append(buffer, static_cast<std::size_t>(got));
+  }
+  close(fd);
+  answer = answer.substr(0, answer.find('\n'));
+  if (answer == "OK") return 0;
+  if (answer.rfind("OK ", 0) == 0) {
+    auto data = vmm::base64Decode(answer.substr(3));
+    if (!data) {
+      std::fputs("kvm-amf-agent ckpt: the agent's answer does not decode\n", stderr);
+      return 1;
+    }
+    std::fwrite(data.value().data(), 1, data.value().size(), stdout);
+    return 0;
+  }
+  if (answer.rfind("FAIL ", 0) == 0) {
+    auto reason = vmm::percentDecode(answer.substr(5));
+    std::fprintf(stderr, "kvm-amf-agent ckpt: %s\n", reason ? reason.value().c_str() : answer.c_str());
+    return 1;
+  }
+  std::fputs("kvm-amf-agent ckpt: the agent closed the connection without an answer\n", stderr);
+  return 1;
+}
+
 }  // namespace
 }  // namespace kvm_amf::guest
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "ckpt") return kvm_amf::guest::runCheckpointCommand(argc, argv);
   auto options = kvm_amf::guest::parseOptions(argc, argv);
   if (!options) {
     std::fputs(kvm_amf::guest::kUsage, stderr);

@@ -59,6 +59,8 @@ wanted_modules=(
 #   watchdog feeding|stopped      the /dev/watchdog feeder started / was killed (kvmamf.watchdog=stop-after:N)
 #   agent started|exited rc=<n>   the guest agent was (re)started / died (it is respawned after 1 s)
 #   hook <state> <si> [ip]        the agent ran the hook for an assignment (/etc/kvm-amf/hook)
+#   counter resumed <n> | counter <n>   kvm-amf-counter (an SI with the attribute `counter`) took over at n
+#                                 / had n acknowledged
 write_init() {
   cat >"$1" <<'INIT'
 #!/bin/busybox sh
@@ -139,11 +141,12 @@ INIT
 
 # The assignment hook kvm-amf-agent runs (hook <state> <si>, attributes in KVMAMF_ATTR_*). With the SI
 # attribute `ip` (ADDR/PREFIX), `active` puts that address on eth0 and announces it (gratuitous ARP);
-# every other state removes it. It prints one marker per run.
+# every other state removes it. With the SI attribute `counter` (a checkpoint name), `active` starts
+# kvm-amf-counter on it and every other state stops it. It prints one marker per run.
 write_hook() {
   cat >"$1" <<'HOOK'
 #!/bin/busybox sh
-state=$1 si=$2 ip=${KVMAMF_ATTR_IP:-}
+state=$1 si=$2 ip=${KVMAMF_ATTR_IP:-} counter=${KVMAMF_ATTR_COUNTER:-}
 if [ -n "$ip" ]; then
   if [ "$state" = active ]; then
     ip addr replace "$ip" dev eth0 || exit 1
@@ -152,9 +155,45 @@ if [ -n "$ip" ]; then
     ip addr del "$ip" dev eth0 2>/dev/null
   fi
 fi
+if [ -n "$counter" ]; then
+  mkdir -p /run/kvm-amf
+  pidfile=/run/kvm-amf/counter.pid
+  if [ "$state" = active ]; then
+    if ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
+      setsid /bin/kvm-amf-counter "$counter" </dev/null >/dev/null 2>&1 &
+      echo $! >"$pidfile"
+    fi
+  elif [ -f "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null
+    rm -f "$pidfile"
+  fi
+fi
 echo "KVM-AMF-GUEST hook $state $si $ip" >/dev/console
 exit 0
 HOOK
+}
+
+# kvm-amf-counter NAME: a guest application that keeps a counter in the cluster's checkpoint NAME
+# (section `counter`) through the guest agent: it continues from the last acknowledged value, then
+# writes the next one every KVMAMF_COUNTER_INTERVAL seconds (1), printing each acknowledged value.
+write_counter() {
+  cat >"$1" <<'COUNTER'
+#!/bin/busybox sh
+name=$1 error=/run/kvm-amf/counter.error
+until value=$(kvm-amf-agent ckpt read "$name" counter 2>"$error"); do
+  if grep -qE "no (section|checkpoint)" "$error"; then value=0; break; fi
+  sleep 1   # no quorum yet, or the host's end of the channel is not open
+done
+echo "KVM-AMF-GUEST counter resumed $value" >/dev/console
+while true; do
+  next=$((value + 1))
+  if kvm-amf-agent ckpt write "$name" counter "$next" 2>"$error"; then
+    value=$next
+    echo "KVM-AMF-GUEST counter $value" >/dev/console
+  fi
+  sleep "${KVMAMF_COUNTER_INTERVAL:-1}"
+done
+COUNTER
 }
 
 # --- 1. which kernel -------------------------------------------------------------------------------------
@@ -255,7 +294,8 @@ cp "$busybox" "$stage/bin/busybox"
 write_init "$stage/init"
 mkdir -p "$stage/etc/kvm-amf"
 write_hook "$stage/etc/kvm-amf/hook"
-chmod 0755 "$stage/init" "$stage/bin/busybox" "$stage/etc/kvm-amf/hook"
+write_counter "$stage/bin/kvm-amf-counter"
+chmod 0755 "$stage/init" "$stage/bin/busybox" "$stage/etc/kvm-amf/hook" "$stage/bin/kvm-amf-counter"
 
 # Resolve module dependencies (the "depends=" field of each module's .modinfo) into one load order:
 # dependencies first, no repeats. Modules are stored uncompressed as /lib/modules/NAME.ko.

@@ -39,6 +39,11 @@ printf '#include <zmq.hpp>\n#include <corosync/quorum.h>\n' > "$tmp/amf/engine/z
 expect 1 "ZeroMQ and Corosync included in amf/" "amf/engine/z.cc:2: includes Corosync"
 rm "$tmp/amf/engine/z.cc"
 
+mkdir -p "$tmp/vmm-adapter/guest"
+printf '#include "kvm_amf/ckpt/checkpoint_service.h"\n' > "$tmp/vmm-adapter/guest/channel.cc"
+expect 1 "the checkpoint service included in vmm-adapter/" "vmm-adapter/guest/channel.cc:1: includes the checkpoint service"
+rm "$tmp/vmm-adapter/guest/channel.cc"
+
 printf 'void f() {\n  auto now = std::chrono::system_clock::now();\n}\n' > "$tmp/amf/engine/clock.cc"
 expect 1 "library code reads the real clock" "amf/engine/clock.cc:2: library code reads the real clock"
 rm "$tmp/amf/engine/clock.cc"

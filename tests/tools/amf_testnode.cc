@@ -36,6 +36,7 @@
 #include "kvm_amf/common/event_loop.h"
 #include "kvm_amf/common/overloaded.h"
 #include "kvm_amf/vmm/sim_host.h"
+#include "lab_node.h"
 
 namespace kvm_amf {
 namespace {
@@ -47,18 +48,9 @@ constexpr std::uint64_t kBenchId = std::uint64_t{1} << 60;
 
 class Journal : public node::NodeObserver, public vmm::SimTruthObserver {
  public:
-  Journal(Scheduler& clock, const std::string& path) : clock_(clock) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  }
-  ~Journal() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
+  Journal(Scheduler& clock, const std::string& path) : lines_(clock, path) {}
 
-  void write(json line) {
-    line["t"] = clock_.now().count();
-    const std::string text = line.dump() + "\n";
-    if (fd_ >= 0 && ::write(fd_, text.data(), text.size()) < 0) std::perror("journal");
-  }
+  void write(json line) { lines_.write(std::move(line)); }
 
   void onView(const engine::View& view) override {
     write({{"ev", "view"},
@@ -117,8 +109,7 @@ class Journal : public node::NodeObserver, public vmm::SimTruthObserver {
            {"per_second", seconds > 0 ? static_cast<double>(benchCount_ - 1) / seconds : 0.0}});
   }
 
-  Scheduler& clock_;
-  int fd_ = -1;
+  testing::JsonJournal lines_;
   long benchExpected_ = 0;
   long benchCount_ = 0;
   std::chrono::steady_clock::time_point benchFirst_;
@@ -161,15 +152,6 @@ json statusOf(const node::NodeManager& manager, const cluster::CorosyncGroup& gr
     status["sis"] = sis;
   }
   return status;
-}
-
-void writeAtomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  FILE* file = std::fopen(temporary.c_str(), "w");
-  if (!file) return;
-  std::fwrite(text.data(), 1, text.size(), file);
-  std::fclose(file);
-  std::rename(temporary.c_str(), path.c_str());
 }
 
 int run(int argc, char** argv) {
@@ -278,80 +260,50 @@ int run(int argc, char** argv) {
     });
   };
 
-  const std::string fifo = dir + "/control";
-  ::unlink(fifo.c_str());
-  ::mkfifo(fifo.c_str(), 0600);
-  const int control = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  std::string pending;
-  Status watched = loop.watch(control, [&] {
-    char buffer[4096];
-    const ssize_t n = ::read(control, buffer, sizeof buffer);
-    if (n <= 0) return;
-    pending.append(buffer, static_cast<std::size_t>(n));
-    std::size_t end;
-    while ((end = pending.find('\n')) != std::string::npos) {
-      const std::string line = pending.substr(0, end);
-      pending.erase(0, end + 1);
-      if (line == "quit") {
-        manager.stop();
-        loop.stop();
-      } else if (line.rfind("bench-expect ", 0) == 0) {
-        journal.expectBench(std::atol(line.substr(13).c_str()));
-      } else if (line.rfind("bench ", 0) == 0) {
-        long count = 0;
-        std::size_t size = 0;
-        if (std::sscanf(line.c_str(), "bench %ld %zu", &count, &size) != 2 || !manager.isDirector()) continue;
-        for (long i = 0; i < count; ++i) {
-          engine::Decision decision{manager.view().self,
-                                    loop.now(),
-                                    {engine::AdminReply{kBenchId + static_cast<std::uint64_t>(i), manager.view().self,
-                                                        true, std::string(size, 'x')}}};
-          (void)group->multicast(engine::encode(engine::Envelope(std::move(decision))));
-        }
-      } else if (line.rfind("admin ", 0) == 0) {
-        submit(line.substr(6), 0);
-      } else if (line.rfind("burst ", 0) == 0 || line.rfind("stream ", 0) == 0) {
-        const std::size_t first = line.find(' ');
-        const std::size_t space = line.find(' ', first + 1);
-        const int count = std::atoi(line.substr(first + 1, space - first - 1).c_str());
-        if (space == std::string::npos || count <= 0) continue;
-        if (line[0] == 'b') {
-          for (int i = 0; i < count; ++i) submit(line.substr(space + 1), 0);
-        } else {
-          submit(line.substr(space + 1), count - 1);
-        }
-      }
-    }
-  });
-  (void)watched;
-
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigprocmask(SIG_BLOCK, &signals, nullptr);
-  const int signalFd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  Status signalWatched = loop.watch(signalFd, [&] {
-    signalfd_siginfo info{};
-    if (::read(signalFd, &info, sizeof info) > 0) {
+  auto onLine = [&](const std::string& line) {
+    if (line == "quit") {
       manager.stop();
       loop.stop();
+    } else if (line.rfind("bench-expect ", 0) == 0) {
+      journal.expectBench(std::atol(line.substr(13).c_str()));
+    } else if (line.rfind("bench ", 0) == 0) {
+      long count = 0;
+      std::size_t size = 0;
+      if (std::sscanf(line.c_str(), "bench %ld %zu", &count, &size) != 2 || !manager.isDirector()) return;
+      for (long i = 0; i < count; ++i) {
+        engine::Decision decision{manager.view().self,
+                                  loop.now(),
+                                  {engine::AdminReply{kBenchId + static_cast<std::uint64_t>(i), manager.view().self,
+                                                      true, std::string(size, 'x')}}};
+        (void)group->multicast(engine::encode(engine::Envelope(std::move(decision))));
+      }
+    } else if (line.rfind("admin ", 0) == 0) {
+      submit(line.substr(6), 0);
+    } else if (line.rfind("burst ", 0) == 0 || line.rfind("stream ", 0) == 0) {
+      const std::size_t first = line.find(' ');
+      const std::size_t space = line.find(' ', first + 1);
+      const int count = std::atoi(line.substr(first + 1, space - first - 1).c_str());
+      if (space == std::string::npos || count <= 0) return;
+      if (line[0] == 'b') {
+        for (int i = 0; i < count; ++i) submit(line.substr(space + 1), 0);
+      } else {
+        submit(line.substr(space + 1), count - 1);
+      }
     }
+  };
+  testing::LabNodeInput input(loop, dir + "/control", onLine, [&] {
+    manager.stop();
+    loop.stop();
   });
-  (void)signalWatched;
 
   std::function<void()> writeStatus = [&] {
-    writeAtomically(dir + "/status", statusOf(manager, *group, store).dump() + "\n");
+    testing::writeAtomically(dir + "/status", statusOf(manager, *group, store).dump() + "\n");
     loop.after(Duration(100), writeStatus);
   };
   writeStatus();
 
   loop.run();
-  writeAtomically(dir + "/status", statusOf(manager, *group, store).dump() + "\n");
-  loop.unwatch(control);
-  loop.unwatch(signalFd);
-  ::close(control);
-  ::close(signalFd);
+  testing::writeAtomically(dir + "/status", statusOf(manager, *group, store).dump() + "\n");
   return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kvm_amf/vmm/guest_protocol.h"
@@ -67,8 +68,8 @@ class GuestAgentTest : public ::testing::Test {
   }
 
   void startAgent(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {KVM_AMF_AGENT_PATH, "--port", socketPath_.string(), "--hook",
-                                     (dir_ / "hook").string()};
+    std::vector<std::string> args = {KVM_AMF_AGENT_PATH,       "--port",    socketPath_.string(), "--hook",
+                                     (dir_ / "hook").string(), "--control", control().string()};
     args.insert(args.end(), extra.begin(), extra.end());
     agent_ = testing::spawnProcess(args, (dir_ / "agent.log").string());
     ASSERT_GE(agent_, 0);
@@ -148,6 +149,54 @@ class GuestAgentTest : public ::testing::Test {
     fs::path hook = dir_ / "hook";
     std::ofstream(hook) << "#!/bin/sh\n" << body;
     fs::permissions(hook, fs::perms::owner_all);
+  }
+
+  fs::path control() const { return dir_ / "run" / "agent.sock"; }
+
+  // `kvm-amf-agent ckpt ARGS...` as an application in the guest runs it, in the background: its
+  // stdout and stderr go to files, its stdin comes from `input`.
+  struct Command {
+    pid_t pid = -1;
+    fs::path out;
+    fs::path err;
+  };
+  Command ckpt(std::vector<std::string> args, const std::string& input = "") {
+    static int count = 0;
+    Command command;
+    command.out = dir_ / ("ckpt" + std::to_string(++count) + ".out");
+    command.err = dir_ / ("ckpt" + std::to_string(count) + ".err");
+    const fs::path in = dir_ / ("ckpt" + std::to_string(count) + ".in");
+    std::ofstream(in) << input;
+    args.insert(args.begin(), {KVM_AMF_AGENT_PATH, "ckpt", "--control", control().string()});
+    command.pid = fork();
+    if (command.pid == 0) {
+      int fdIn = open(in.c_str(), O_RDONLY);
+      int fdOut = open(command.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fdErr = open(command.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fdIn, STDIN_FILENO);
+      dup2(fdOut, STDOUT_FILENO);
+      dup2(fdErr, STDERR_FILENO);
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return command;
+  }
+  // Its exit code, or -1 if it has not exited within kPatience.
+  int exitCode(const Command& command) {
+    auto deadline = Clock::now() + kPatience;
+    int status = 0;
+    while (waitpid(command.pid, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        kill(command.pid, SIGKILL);
+        waitpid(command.pid, &status, 0);
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
   fs::path dir_;
@@ -278,6 +327,95 @@ TEST_F(GuestAgentTest, HealthCommandVerdict) {
   ASSERT_TRUE(beat);
   EXPECT_FALSE(beat->healthy);
   EXPECT_EQ(beat->reason, "exit 3");
+}
+
+TEST_F(GuestAgentTest, CkptWriteIsForwardedToTheHostAndItsAnswerEndsTheCommand) {
+  startAgent();
+  welcome();
+  Command command = ckpt({"write", "app state", "counter", "42"});
+  auto write = receiveA<CheckpointWriteMessage>();
+  ASSERT_TRUE(write);
+  EXPECT_EQ(write->name, "app state");
+  EXPECT_EQ(write->section, "counter");
+  EXPECT_EQ(write->data, "42");
+  send(CheckpointReplyMessage{write->id, true, std::nullopt, ""});
+  EXPECT_EQ(exitCode(command), 0) << readFile(command.err);
+  EXPECT_EQ(readFile(command.out), "");
+}
+
+TEST_F(GuestAgentTest, CkptReadPrintsTheSectionsBytes) {
+  startAgent();
+  welcome();
+  Command command = ckpt({"read", "app", "counter"});
+  auto read = receiveA<CheckpointReadMessage>();
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->name, "app");
+  const std::string data("41\n\0\xff end", 9);
+  send(CheckpointReplyMessage{read->id, true, data, ""});
+  EXPECT_EQ(exitCode(command), 0) << readFile(command.err);
+  EXPECT_EQ(readFile(command.out), data);
+  // An empty section reads as nothing.
+  Command empty = ckpt({"read", "app", "empty"});
+  auto second = receiveA<CheckpointReadMessage>();
+  ASSERT_TRUE(second);
+  send(CheckpointReplyMessage{second->id, true, std::string(), ""});
+  EXPECT_EQ(exitCode(empty), 0) << readFile(empty.err);
+  EXPECT_EQ(readFile(empty.out), "");
+}
+
+TEST_F(GuestAgentTest, CkptWriteReadsItsDataFromStdinWithADash) {
+  startAgent();
+  welcome();
+  Command command = ckpt({"write", "app", "blob", "-"}, std::string("line 1\nline 2\n"));
+  auto write = receiveA<CheckpointWriteMessage>();
+  ASSERT_TRUE(write);
+  EXPECT_EQ(write->data, "line 1\nline 2\n");
+  send(CheckpointReplyMessage{write->id, true, std::nullopt, ""});
+  EXPECT_EQ(exitCode(command), 0);
+}
+
+TEST_F(GuestAgentTest, CkptRefusalsAndErrorsExitOneWithTheReason) {
+  startAgent();
+  welcome();
+  Command missing = ckpt({"read", "app", "nothing"});
+  auto read = receiveA<CheckpointReadMessage>();
+  ASSERT_TRUE(read);
+  send(CheckpointReplyMessage{read->id, false, std::nullopt, "no section 'nothing' of checkpoint 'app'"});
+  EXPECT_EQ(exitCode(missing), 1);
+  EXPECT_EQ(readFile(missing.err), "kvm-amf-agent ckpt: no section 'nothing' of checkpoint 'app'\n");
+
+  Command unsupported = ckpt({"write", "app", "s", "x"});
+  auto write = receiveA<CheckpointWriteMessage>();
+  ASSERT_TRUE(write);
+  send(ErrorMessage{write->id, "unsupported"});
+  EXPECT_EQ(exitCode(unsupported), 1);
+  EXPECT_NE(readFile(unsupported.err).find("unsupported"), std::string::npos) << readFile(unsupported.err);
+}
+
+TEST_F(GuestAgentTest, CkptWithoutAnAnswerTimesOutAndAClosedPortFailsWhatWaits) {
+  startAgent({"--ckpt-timeout", "300"});
+  welcome();
+  Command slow = ckpt({"read", "app", "s"});
+  ASSERT_TRUE(receiveA<CheckpointReadMessage>());
+  EXPECT_EQ(exitCode(slow), 1);
+  EXPECT_NE(readFile(slow.err).find("no answer from the host within 300 ms"), std::string::npos) << readFile(slow.err);
+
+  Command cut = ckpt({"read", "app", "s"});
+  ASSERT_TRUE(receiveA<CheckpointReadMessage>());
+  close(connection_);  // the host's end goes away
+  connection_ = -1;
+  EXPECT_EQ(exitCode(cut), 1);
+  EXPECT_NE(readFile(cut.err).find("the host's channel closed"), std::string::npos) << readFile(cut.err);
+}
+
+TEST_F(GuestAgentTest, CkptWithoutARunningAgentExits69AndBadArgumentsExit2) {
+  Command none = ckpt({"read", "app", "s"});
+  EXPECT_EQ(exitCode(none), 69);
+  EXPECT_NE(readFile(none.err).find("no agent at"), std::string::npos) << readFile(none.err);
+  Command usage = ckpt({"read", "app"});
+  EXPECT_EQ(exitCode(usage), 2);
+  Command empty = ckpt({"write", "", "s", "x"});
+  EXPECT_EQ(exitCode(empty), 2);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -185,6 +186,39 @@ Done record(const std::shared_ptr<Outcome>& outcome) {
   };
 }
 
+// The checkpoint service as the channel sees it: sections in a map, answers at once or when the
+// test says.
+class FakeCheckpoints : public GuestCheckpoints {
+ public:
+  void read(const std::string& vm, const std::string& name, const std::string& section, ReadDone done) override {
+    calls.push_back("read " + vm + " " + name + " " + section);
+    auto answer = [this, name, section, done = std::move(done)] {
+      auto it = sections.find(name + " " + section);
+      if (it == sections.end()) return done(Error{"no section '" + section + "' of checkpoint '" + name + "'"});
+      done(it->second);
+    };
+    if (deferAnswers) return deferred.push_back(std::move(answer));
+    answer();
+  }
+  void write(const std::string& vm, const std::string& name, const std::string& section, std::string data,
+             WriteDone done) override {
+    calls.push_back("write " + vm + " " + name + " " + section);
+    auto answer = [this, name, section, data = std::move(data), done = std::move(done)] {
+      if (refuseWrites) return done(Error{*refuseWrites});
+      sections[name + " " + section] = data;
+      done(Status::success());
+    };
+    if (deferAnswers) return deferred.push_back(std::move(answer));
+    answer();
+  }
+
+  std::map<std::string, std::string> sections;  // "name section" -> data
+  std::vector<std::string> calls;
+  std::optional<std::string> refuseWrites;
+  bool deferAnswers = false;
+  std::vector<std::function<void()>> deferred;
+};
+
 class SocketGuestChannelTest : public ::testing::Test, public GuestListener, public GuestObserver {
  protected:
   void SetUp() override {
@@ -218,6 +252,7 @@ class SocketGuestChannelTest : public ::testing::Test, public GuestListener, pub
     channel_ = std::make_unique<SocketGuestChannel>(*loop_, options_);
     channel_->setListener(this);
     channel_->setObserver(this);
+    if (serveCheckpoints_) channel_->setCheckpoints(&checkpoints_);
   }
 
   Endpoint& openPort(const std::string& vm = "web") {
@@ -261,8 +296,8 @@ class SocketGuestChannelTest : public ::testing::Test, public GuestListener, pub
   }
 
   void startAgent(const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {KVM_AMF_AGENT_PATH, "--port", (dir_ / "agent.sock").string(), "--hook",
-                                     (dir_ / "hook").string()};
+    std::vector<std::string> args = {KVM_AMF_AGENT_PATH,       "--port",    (dir_ / "agent.sock").string(),  "--hook",
+                                     (dir_ / "hook").string(), "--control", (dir_ / "control.sock").string()};
     args.insert(args.end(), extra.begin(), extra.end());
     agent_ = testing::spawnProcess(args, (dir_ / "agent.log").string());
     ASSERT_GE(agent_, 0);
@@ -295,6 +330,8 @@ class SocketGuestChannelTest : public ::testing::Test, public GuestListener, pub
   }
   void onHello(const std::string& /*vm*/, const std::string& agentVersion) override { hellos_.push_back(agentVersion); }
 
+  FakeCheckpoints checkpoints_;
+  bool serveCheckpoints_ = false;
   kvm_amf::testing::TempDir dir_{"socket-guest-channel"};
   std::unique_ptr<EventLoop> loop_;
   SocketGuestChannelOptions options_;
@@ -647,6 +684,76 @@ TEST_F(SocketGuestChannelTest, CheckpointRequestsAreAnsweredUnsupported) {
   EXPECT_EQ(stats().badLines, 0u);
 }
 
+TEST_F(SocketGuestChannelTest, CheckpointWritesAndReadsAreHandedToTheServiceAndAnswered) {
+  serveCheckpoints_ = true;
+  Endpoint& port = handshake();
+  const std::string data("counter=41\n\0\xff", 13);
+  port.send(CheckpointWriteMessage{7, "app.state", "counter", data});
+  auto written = awaitMessage<CheckpointReplyMessage>(port);
+  ASSERT_TRUE(written);
+  EXPECT_EQ(*written, (CheckpointReplyMessage{7, true, std::nullopt, ""}));
+  port.send(CheckpointReadMessage{8, "app.state", "counter"});
+  auto read = awaitMessage<CheckpointReplyMessage>(port, 1);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(*read, (CheckpointReplyMessage{8, true, data, ""}));
+  EXPECT_EQ(checkpoints_.calls,
+            (std::vector<std::string>{"write web app.state counter", "read web app.state counter"}));
+  EXPECT_EQ(stats().checkpointRequests, 2u);
+  EXPECT_EQ(stats().checkpointAnswers, 2u);
+  EXPECT_TRUE(port.messages<ErrorMessage>().empty());
+}
+
+TEST_F(SocketGuestChannelTest, CheckpointFailuresCarryTheServicesReason) {
+  serveCheckpoints_ = true;
+  Endpoint& port = handshake();
+  port.send(CheckpointReadMessage{3, "app", "missing"});
+  checkpoints_.refuseWrites = "no quorum: checkpoint writes need a quorate cluster";
+  port.send(CheckpointWriteMessage{4, "app", "s", "x"});
+  ASSERT_TRUE(until([&] { return port.messages<CheckpointReplyMessage>().size() == 2; }));
+  EXPECT_EQ(port.messages<CheckpointReplyMessage>()[0],
+            (CheckpointReplyMessage{3, false, std::nullopt, "no section 'missing' of checkpoint 'app'"}));
+  EXPECT_EQ(port.messages<CheckpointReplyMessage>()[1],
+            (CheckpointReplyMessage{4, false, std::nullopt, "no quorum: checkpoint writes need a quorate cluster"}));
+}
+
+TEST_F(SocketGuestChannelTest, CheckpointDataTooLongForALineFailsTheRead) {
+  serveCheckpoints_ = true;
+  checkpoints_.sections["app big"] = std::string(3100, 'x');  // 4136 bytes of base64
+  checkpoints_.sections["app fits"] = std::string(3000 - 30, 'y');
+  Endpoint& port = handshake();
+  port.send(CheckpointReadMessage{1, "app", "big"});
+  port.send(CheckpointReadMessage{2, "app", "fits"});
+  ASSERT_TRUE(until([&] { return port.messages<CheckpointReplyMessage>().size() == 2; }));
+  const CheckpointReplyMessage big = port.messages<CheckpointReplyMessage>()[0];
+  EXPECT_FALSE(big.ok);
+  EXPECT_EQ(big.reason,
+            "the section holds 3100 bytes, more than one line of the guest channel carries (4096 bytes, base64)");
+  EXPECT_TRUE(port.messages<CheckpointReplyMessage>()[1].ok);
+  EXPECT_EQ(stats().badLines, 0u);
+}
+
+TEST_F(SocketGuestChannelTest, CheckpointAnswerForAConnectionThatClosedIsDropped) {
+  serveCheckpoints_ = true;
+  checkpoints_.deferAnswers = true;
+  Endpoint& port = handshake();
+  port.send(CheckpointWriteMessage{9, "app", "s", "x"});
+  ASSERT_TRUE(until([&] { return checkpoints_.deferred.size() == 1; }));
+  port.hangUp();  // the agent's port closed: it failed the request itself
+  ASSERT_TRUE(until([&] { return port.accepts() == 2; }));
+  port.clearReceived();
+  port.send(HelloMessage{kGuestProtocolVersion, "fake-1"});
+  ASSERT_TRUE(until([&] { return !port.messages<WelcomeMessage>().empty(); }));
+  checkpoints_.deferred[0]();
+  loop_->runFor(Duration(50));
+  EXPECT_TRUE(port.messages<CheckpointReplyMessage>().empty());
+  EXPECT_TRUE(logged("answer dropped"));
+  // Destroying the channel before an answer: the answer goes nowhere.
+  port.send(CheckpointReadMessage{10, "app", "s"});
+  ASSERT_TRUE(until([&] { return checkpoints_.deferred.size() == 2; }));
+  channel_.reset();
+  checkpoints_.deferred[1]();
+}
+
 TEST_F(SocketGuestChannelTest, InvalidRequestsFailFromTheLoop) {
   makeChannel();
   auto noSi = std::make_shared<Outcome>();
@@ -717,6 +824,41 @@ TEST_F(SocketGuestChannelTest, DestroyingTheChannelCallsNoDone) {
   ASSERT_TRUE(until([&] { return port.ends() == 1; }));
   loop_->runFor(Duration(50));
   EXPECT_EQ(outcome->calls, 0);
+}
+
+TEST_F(SocketGuestChannelTest, CheckpointOfAnApplicationInTheGuestThroughTheRealAgent) {
+  serveCheckpoints_ = true;
+  Endpoint& port = relayToAgent();
+  makeChannel();
+  channel_->watch("web", kBeat);
+  ASSERT_TRUE(until([&] { return port.connected(); }));
+  startAgent({});
+  ASSERT_TRUE(until([&] { return stats().hellos == 1; }));
+  // `kvm-amf-agent ckpt ...` as an application runs it; the loop serves the channel meanwhile.
+  auto run = [&](std::vector<std::string> words) -> std::pair<int, std::string> {
+    const fs::path out = dir_ / "ckpt.out";
+    words.insert(words.begin(), {KVM_AMF_AGENT_PATH, "ckpt", "--control", (dir_ / "control.sock").string()});
+    const pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, STDOUT_FILENO);
+      std::vector<char*> argv;
+      for (auto& word : words) argv.push_back(word.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    int status = -1;
+    bool exited = false;
+    EXPECT_TRUE(until([&] { return exited || (exited = waitpid(pid, &status, WNOHANG) == pid); }));
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readFile(out)};
+  };
+  EXPECT_EQ(run({"write", "app", "counter", "17"}).first, 0);
+  EXPECT_EQ(checkpoints_.sections["app counter"], "17");
+  EXPECT_EQ(run({"read", "app", "counter"}), std::make_pair(0, std::string("17")));
+  EXPECT_EQ(run({"read", "app", "other"}).first, 1);
+  EXPECT_EQ(checkpoints_.calls,
+            (std::vector<std::string>{"write web app counter", "read web app counter", "read web app other"}));
 }
 
 TEST_F(SocketGuestChannelTest, RealAgentRunsTheHookAndHeartbeats) {

@@ -154,6 +154,7 @@ struct SocketGuestChannel::Impl {
 
   GuestListener* listener_ = nullptr;
   GuestObserver* observer_ = nullptr;
+  GuestCheckpoints* checkpoints_ = nullptr;
 
  private:
   // --- Entries.
@@ -438,8 +439,8 @@ struct SocketGuestChannel::Impl {
                           [&](const HelloMessage& m) { return onHello(name, vm, m); },
                           [&](const HeartbeatMessage& m) { return onHeartbeat(name, vm, m); },
                           [&](const AckMessage& m) { return onAck(name, vm, m); },
-                          [&](const CheckpointReadMessage& m) { return unsupported(name, vm, "CKPT-READ", m.id); },
-                          [&](const CheckpointWriteMessage& m) { return unsupported(name, vm, "CKPT-WRITE", m.id); },
+                          [&](const CheckpointReadMessage& m) { return onCheckpointRead(name, vm, m); },
+                          [&](const CheckpointWriteMessage& m) { return onCheckpointWrite(name, vm, m); },
                       },
                       parsed.value());
   }
@@ -545,6 +546,67 @@ struct SocketGuestChannel::Impl {
     return true;
   }
 
+  // --- Checkpoints.
+
+  // Writes a checkpoint answer on the connection the request came on, if it is still open. A read's
+  // data that would not fit a line is failed instead.
+  std::function<void(CheckpointReplyMessage)> checkpointReply(const std::string& name, const Vm& vm, std::string what) {
+    return [this, alive = std::weak_ptr<bool>(alive_), name, key = vm.key, connection = vm.connection,
+            what = std::move(what)](CheckpointReplyMessage reply) {
+      if (alive.expired()) return;
+      Vm* v = find(name, key);
+      if (v == nullptr || v->fd < 0 || v->connection != connection) {
+        log(name, what + ": answer dropped, the connection it came on has closed");
+        return;
+      }
+      std::string line = formatHostMessage(reply);
+      if (line.size() > kMaxGuestLineBytes) {
+        const std::size_t bytes = reply.data ? reply.data->size() : 0;
+        reply = CheckpointReplyMessage{reply.id, false, std::nullopt,
+                                       "the section holds " + std::to_string(bytes) +
+                                           " bytes, more than one line of the guest channel carries (" +
+                                           std::to_string(kMaxGuestLineBytes) + " bytes, base64)"};
+        line = formatHostMessage(reply);
+      }
+      ++v->stats.checkpointAnswers;
+      log(name, what + ": " + (reply.ok ? std::string("ok") : "failed, " + printable(reply.reason)));
+      send(name, *v, line);
+    };
+  }
+
+  static std::string reasonOf(const Error& error) {
+    return error.message.empty() ? std::string("failed") : error.message;
+  }
+
+  bool onCheckpointRead(const std::string& name, Vm& vm, const CheckpointReadMessage& m) {
+    if (checkpoints_ == nullptr) return unsupported(name, vm, "CKPT-READ", m.id);
+    ++vm.stats.checkpointRequests;
+    auto reply = checkpointReply(
+        name, vm, "CKPT-READ " + std::to_string(m.id) + " " + printable(m.name) + " " + printable(m.section));
+    const std::uint64_t id = m.id;
+    std::weak_ptr<bool> alive = alive_;
+    checkpoints_->read(name, m.name, m.section, [reply, id](Result<std::string> data) {
+      if (data.ok()) return reply(CheckpointReplyMessage{id, true, std::move(data).value(), ""});
+      reply(CheckpointReplyMessage{id, false, std::nullopt, reasonOf(data.error())});
+    });
+    return !alive.expired();
+  }
+
+  bool onCheckpointWrite(const std::string& name, Vm& vm, const CheckpointWriteMessage& m) {
+    if (checkpoints_ == nullptr) return unsupported(name, vm, "CKPT-WRITE", m.id);
+    ++vm.stats.checkpointRequests;
+    auto reply = checkpointReply(name, vm,
+                                 "CKPT-WRITE " + std::to_string(m.id) + " " + printable(m.name) + " " +
+                                     printable(m.section) + " (" + std::to_string(m.data.size()) + " bytes)");
+    const std::uint64_t id = m.id;
+    std::weak_ptr<bool> alive = alive_;
+    checkpoints_->write(name, m.name, m.section, m.data, [reply, id](Status status) {
+      if (status.ok()) return reply(CheckpointReplyMessage{id, true, std::nullopt, ""});
+      reply(CheckpointReplyMessage{id, false, std::nullopt, reasonOf(status.error())});
+    });
+    return !alive.expired();
+  }
+
   EventLoop& loop_;
   SocketGuestChannelOptions options_;
   std::map<std::string, Vm> vms_;
@@ -562,6 +624,8 @@ SocketGuestChannel::~SocketGuestChannel() = default;
 void SocketGuestChannel::setListener(GuestListener* listener) { impl_->listener_ = listener; }
 
 void SocketGuestChannel::setObserver(GuestObserver* observer) { impl_->observer_ = observer; }
+
+void SocketGuestChannel::setCheckpoints(GuestCheckpoints* checkpoints) { impl_->checkpoints_ = checkpoints; }
 
 void SocketGuestChannel::watch(const std::string& vm, const model::HeartbeatSpec& heartbeat) {
   impl_->watch(vm, heartbeat);

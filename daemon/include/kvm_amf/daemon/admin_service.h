@@ -10,6 +10,7 @@
 
 #include "kvm_amf/admin/admin_server.h"
 #include "kvm_amf/amf/node/node_manager.h"
+#include "kvm_amf/daemon/checkpoint_requests.h"
 
 namespace kvm_amf::daemon {
 
@@ -24,6 +25,8 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
     manager_ = manager;
     server_ = server;
   }
+  // Checkpoint requests go to `checkpoints` (none: UNAVAILABLE). REQUIRES: it outlives its use.
+  void attachCheckpoints(CheckpointRequests* checkpoints) { checkpoints_ = checkpoints; }
 
   // Query{what:"status"}: OK with the status document (engine/status.h) plus "node" and
   // "synced"; UNAVAILABLE while this amfd is not synchronised with a quorate group. Command:
@@ -52,6 +55,7 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
   std::function<void(const std::string&)> log_;
   node::NodeManager* manager_ = nullptr;
   admin::AdminServer* server_ = nullptr;
+  CheckpointRequests* checkpoints_ = nullptr;
   std::shared_ptr<const model::Configuration> lastConfig_;  // the configuration events were last about
   std::uint64_t lastGeneration_ = 0;
 };

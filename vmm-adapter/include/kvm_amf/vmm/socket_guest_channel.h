@@ -20,7 +20,10 @@
 //   watched nor has requests outstanding is not connected.
 // - Bad lines (unknown, malformed, oversized, ACK for nothing outstanding) are counted, logged
 //   to the logger and dropped; the connection stays.
-// - CKPT-READ/CKPT-WRITE are answered `ERR <id> unsupported` until the checkpoint service exists.
+// - CKPT-READ/CKPT-WRITE are handed to the GuestCheckpoints set with setCheckpoints() and answered
+//   `CKPT <id> ok [data]` or `CKPT <id> fail <reason>` on the connection they came on (an answer
+//   for a connection that has since closed is dropped: the agent failed the request when its port
+//   closed). Without a GuestCheckpoints they are answered `ERR <id> unsupported`.
 //
 // The listener, the observer and every `done` may call the channel back, unwatch any VM or destroy
 // the channel.
@@ -36,6 +39,7 @@
 #include "kvm_amf/common/event_loop.h"
 #include "kvm_amf/common/time.h"
 #include "kvm_amf/vmm/guest_channel.h"
+#include "kvm_amf/vmm/guest_checkpoints.h"
 
 namespace kvm_amf::vmm {
 
@@ -65,6 +69,8 @@ struct GuestStats {
   std::uint64_t oversizedLines = 0;
   std::uint64_t unexpectedAcks = 0;        // ACK for no outstanding request (late, duplicate, garbage)
   std::uint64_t acks = 0;                  // ACKs matched to a request
+  std::uint64_t checkpointRequests = 0;    // CKPT-READ and CKPT-WRITE received
+  std::uint64_t checkpointAnswers = 0;     // CKPT answers written (ok or fail)
   std::optional<TimePoint> lastHeartbeat;  // loop time
 };
 
@@ -87,6 +93,9 @@ class SocketGuestChannel : public GuestChannel {
 
   void setListener(GuestListener* listener) override;
   void setObserver(GuestObserver* observer);
+  // Serves the guests' checkpoint requests from now on (nullptr: `ERR unsupported`). REQUIRES:
+  // `checkpoints` outlives the channel, or is unset first.
+  void setCheckpoints(GuestCheckpoints* checkpoints);
   // Watching a watched VM again restarts its watch (first-heartbeat grace included); a changed
   // interval is told to a connected agent in a new WELCOME.
   void watch(const std::string& vm, const model::HeartbeatSpec& heartbeat) override;

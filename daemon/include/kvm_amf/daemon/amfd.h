@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvm_amf/admin/admin_server.h"
+#include "kvm_amf/amf/node/local_agent.h"
 #include "kvm_amf/common/event_loop.h"
 #include "kvm_amf/common/result.h"
 #include "kvm_amf/vmm/libvirt_hypervisor.h"
@@ -21,6 +22,7 @@ struct AmfdOptions {
   admin::AdminServerOptions admin;                     // ipcPath (required), group, eventsPath, TCP with CURVE
   vmm::LibvirtOptions libvirt;                         // uri, domain.kvm, domain.agentSocketDir (required)
   Duration firstHeartbeatTimeout = Duration(120'000);  // a guest's boot, to its agent's first heartbeat
+  node::VmOperationLimits vmLimits;                    // vm shutdown's and vm reboot's graces
 };
 
 // Why start() failed, for the exit code: the configuration or the stored options are bad (65), or a

@@ -147,11 +147,23 @@ void LocalAgent::resume() {
           stopVm(vm.name);
         }
       }
+      if (presence == PresenceState::kInstantiated) reconcilePause(vm.name, runtime);
       starting = starting || presence == PresenceState::kInstantiating || presence == PresenceState::kRestarting;
     }
     if (starting) startUnit(name, 0);
     tellUnconfirmed(name);
   }
+  reportedIn_ = true;
+}
+
+void LocalAgent::reconcilePause(const std::string& vm, const engine::VmRuntime& runtime) {
+  if (runtime.paused) {
+    if (!pausedHere_.contains(vm)) pauseVm(vm);
+    return;
+  }
+  if (runtime.failure) return;  // (an I/O error may have paused it: its recovery decides)
+  // Its heartbeats are watched again already (reportIn); the resume is a no-op for a running VM.
+  if (!reportedIn_ || pausedHere_.erase(vm) > 0) hypervisor_.resume(vm, [](Status) {});
 }
 
 void LocalAgent::startUnit(const std::string& su, int fromBootOrder) {
@@ -325,6 +337,7 @@ void LocalAgent::suspendVm(const std::string& vm) {
 }
 
 void LocalAgent::pauseVm(const std::string& vm) {
+  pausedHere_.insert(vm);
   guests_.unwatch(vm);  // a paused guest sends no heartbeats: not a hang
   hypervisor_.pause(vm, guarded([this, vm](Status status) {
                       if (status.ok()) return;
@@ -334,6 +347,7 @@ void LocalAgent::pauseVm(const std::string& vm) {
 }
 
 void LocalAgent::resumeVm(const std::string& vm) {
+  pausedHere_.erase(vm);
   hypervisor_.resume(
       vm, guarded([this, vm](Status) {
         const ClusterState* s = state();

@@ -362,5 +362,31 @@ TEST_F(VmOperationsTest, ARestartedNodeManagerDoesNotWatchAPausedGuest) {
   EXPECT_FALSE(state().vms.at("web-b-vm").failure);
 }
 
+// A pause and a resume decided while the VM's node manager is down are carried out once it is
+// back (it reports in and finds the state asking for them).
+TEST_F(VmOperationsTest, APauseOrResumeDecidedWhileTheNodeManagerIsDownIsCarriedOutWhenItIsBack) {
+  crashAmfd("n2");
+  run(1s);
+  ASSERT_TRUE(command("vm pause vm/web-b-vm").first);
+  run(1s);
+  EXPECT_FALSE(sim("n2").paused("web-b-vm"));
+  startAmfd("n2");
+  run(5s);
+  EXPECT_TRUE(sim("n2").paused("web-b-vm"));
+
+  crashAmfd("n2");
+  run(1s);
+  ASSERT_TRUE(command("vm resume vm/web-b-vm").first);
+  run(1s);
+  EXPECT_TRUE(sim("n2").paused("web-b-vm"));
+  const std::size_t from = calls("n2").calls.size();
+  startAmfd("n2");
+  run(5s);
+  EXPECT_FALSE(sim("n2").paused("web-b-vm"));
+  EXPECT_EQ(count(calls("n2").about("web-b-vm", from), "watch web-b-vm"), 1u);
+  EXPECT_FALSE(state().vms.at("web-b-vm").failure);
+  EXPECT_EQ(state().sis.at("web-si").assignments.size(), 2u);
+}
+
 }  // namespace
 }  // namespace kvm_amf::node

@@ -72,6 +72,10 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
   void suspendVm(const std::string& vm);
   void pauseVm(const std::string& vm);
   void resumeVm(const std::string& vm);
+  // After this host's report-in: a pause or resume decided while this node manager was away
+  // (restarted, or cut off from the group) is carried out now (both are idempotent). A VM the state
+  // has running is resumed when this node manager paused it, or knows nothing of it (it restarted).
+  void reconcilePause(const std::string& vm, const engine::VmRuntime& runtime);
   // The outcome of a stop the cluster asked for.
   void stopped(const std::string& vm, const Status& status);
   void assignUnit(const std::string& su, const std::string& si, model::HaState ha);
@@ -100,6 +104,8 @@ class LocalAgent : public vmm::HypervisorListener, public vmm::GuestListener {
   std::set<std::string> suspending_;                   // VMs with a managed save in progress
   std::set<std::string> lastRunning_;                  // the cluster's VMs running here at the last report-in
   std::map<std::string, std::uint64_t> restarts_;      // restarts asked of each VM, the latest one counts
+  std::set<std::string> pausedHere_;                   // VMs this agent paused and did not resume
+  bool reportedIn_ = false;                            // its first report-in has been applied
   VmOperationLimits limits_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -185,6 +185,7 @@ void AdminService::diff(const admin::proto::Diff& request, std::function<void(Re
 }
 
 void AdminService::publish(const std::string& type, const std::string& text, const std::string& data) {
+  if (log_) log_(type + " " + text);
   if (server_ == nullptr) return;
   admin::proto::Event event;
   event.set_type(type);

@@ -31,11 +31,12 @@ struct Amfd::Parts {
 
 namespace {
 
-void logLine(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
 
 }  // namespace
 
 std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, StartError& error) {
+  const std::function<void(const std::string&)> logLine = options.log ? options.log : logToStderr;
   auto fail = [&error](StartError::Kind kind, std::string message) -> std::unique_ptr<Amfd> {
     error = StartError{kind, std::move(message)};
     return nullptr;
@@ -89,10 +90,10 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
   vmm::SocketGuestChannelOptions channel;
   channel.socketDir = options.libvirt.domain.agentSocketDir;
   channel.firstHeartbeatTimeout = options.firstHeartbeatTimeout;
-  channel.logger = [](const std::string& vm, const std::string& line) { logLine("guest " + vm + ": " + line); };
+  channel.logger = [logLine](const std::string& vm, const std::string& line) { logLine("guest " + vm + ": " + line); };
   parts->guests = std::make_unique<vmm::SocketGuestChannel>(loop, std::move(channel));
   parts->store = std::make_unique<node::DiskStateStore>(loop, statePath);
-  parts->service = std::make_unique<AdminService>(options.node);
+  parts->service = std::make_unique<AdminService>(options.node, logLine);
   node::NodeManagerDeps deps{&loop,
                              parts->group.get(),
                              parts->fence.get(),

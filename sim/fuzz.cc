@@ -155,47 +155,7 @@ std::string scenarioYaml(const model::Scenario& scenario, const std::vector<std:
       continue;
     }
     const auto& f = std::get<model::Fault>(step.action);
-    using Kind = model::Fault::Kind;
-    out << "    fault: {";
-    switch (f.kind) {
-      case Kind::kNodeCrash:
-        out << "node-crash: " << f.node;
-        break;
-      case Kind::kNodeStart:
-        out << "node-start: " << f.node;
-        break;
-      case Kind::kVmCrash:
-        out << "vm-crash: " << f.vm;
-        break;
-      case Kind::kGuestHang:
-        out << "guest-hang: " << f.vm;
-        break;
-      case Kind::kPartition: {
-        out << "partition: [";
-        for (std::size_t g = 0; g < f.groups.size(); ++g) {
-          out << (g ? ", " : "") << "[";
-          for (std::size_t k = 0; k < f.groups[g].size(); ++k) out << (k ? ", " : "") << f.groups[g][k];
-          out << "]";
-        }
-        out << "]";
-        break;
-      }
-      case Kind::kHeal:
-        out << "heal: true";
-        break;
-      case Kind::kAmfdCrash:
-        out << "amfd-crash: " << f.node;
-        break;
-      case Kind::kAmfdStart:
-        out << "amfd-start: " << f.node;
-        break;
-      case Kind::kIoError:
-        out << "io-error: " << f.vm;
-        break;
-      case Kind::kOpFail:
-        out << "op-fail: {node: " << f.node << ", op: " << config::faultOpWord(f.op) << ", count: " << f.count << "}";
-        break;
-    }
+    out << "    fault: {" << config::faultYaml(f);
     out << "}\n";
   }
   return out.str();

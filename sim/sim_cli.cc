@@ -53,7 +53,10 @@ nlohmann::ordered_json planOf(const model::Scenario& scenario) {
                       {"vm", fault->vm},
                       {"groups", fault->groups},
                       {"op", std::string(config::faultOpWord(fault->op))},
-                      {"count", fault->count}};
+                      {"count", fault->count},
+                      {"periodMs", fault->period.count()},
+                      {"percent", fault->percent},
+                      {"file", fault->file}};
     } else {
       out["admin"] = model::formatAdminCommand(std::get<model::AdminCommand>(step.action));
     }

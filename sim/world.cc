@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "kvm_amf/amf/config/scenario_loader.h"
 #include "kvm_amf/amf/engine/codec.h"
 #include "kvm_amf/amf/model/units.h"
 #include "kvm_amf/amf/model/words.h"
@@ -102,6 +103,10 @@ class World : public vmm::SimTruthObserver {
                   "vm/" + vm + " started on " + node + " while it still runs on " + other);
       }
       nodes.insert(node);
+      if (auto loop = crashLoop_.find(vm); loop != crashLoop_.end() && loop->second > 0) {
+        --loop->second;
+        scheduler_.after(Duration(1), [this, vm, node] { hosts_.at(node).sim->crashVm(vm); });
+      }
     } else {
       nodes.erase(node);
     }
@@ -246,12 +251,56 @@ class World : public vmm::SimTruthObserver {
       case Kind::kAmfdStart:
         startAmfd(f.node);
         break;
+      case Kind::kGuestResume:
+        if (auto host = hostOf(f.vm)) hosts_.at(*host).sim->resumeGuest(f.vm);
+        break;
+      case Kind::kVmCrashLoop:
+        // It crashes now and right after each of its next count - 1 starts.
+        crashLoop_[f.vm] = f.count - 1;
+        if (auto host = hostOf(f.vm)) hosts_.at(*host).sim->crashVm(f.vm);
+        break;
+      case Kind::kCorosyncCrash:
+        // The host leaves the others' membership and its amfd is alone: as if cut off.
+        network_->partition({isolatedFrom(f.node), {idOf_.at(f.node)}});
+        break;
+      case Kind::kCorosyncStart:
+        network_->heal();
+        break;
+      case Kind::kLinkFlap:
+        for (int k = 0; k < f.count; ++k) {
+          const Duration down = f.period * k;
+          scheduler_.after(down, [this, node = f.node] {
+            network_->partition({isolatedFrom(node), {idOf_.at(node)}});
+          });
+          scheduler_.after(down + f.period / 2, [this] { network_->heal(); });
+        }
+        break;
+      case Kind::kAmfdHang:
+      case Kind::kAmfdResume:
+      case Kind::kLibvirtRestart:
+      case Kind::kPacketLoss:
+      case Kind::kStateDiskFull:
+      case Kind::kStateDiskFree:
+      case Kind::kApply:
+      case Kind::kHostileFrames:
+        // Of the real lab only: the simulation has no such process, daemon, network or disk.
+        event("not-simulated", config::formatFault(f));
+        break;
       case Kind::kOpFail:
         if (f.op == model::Fault::Op::kStart) hosts_.at(f.node).sim->failNext(vmm::SimHost::Op::kStart, f.count);
         if (f.op == model::Fault::Op::kStop) hosts_.at(f.node).sim->failNext(vmm::SimHost::Op::kStop, f.count);
         if (f.op == model::Fault::Op::kFence) fenceFailures_[f.node] += f.count;
         break;
     }
+  }
+
+  // Every host but `node`, as a partition side.
+  std::set<int> isolatedFrom(const std::string& node) const {
+    std::set<int> others;
+    for (const auto& [name, id] : idOf_) {
+      if (name != node) others.insert(id);
+    }
+    return others;
   }
 
   // A host that came back joins the group once it is in the membership again.
@@ -520,6 +569,7 @@ class World : public vmm::SimTruthObserver {
   std::set<std::pair<std::string, std::string>> hung_;
   std::map<std::string, SiTruth> siState_;
   std::map<std::string, int> fenceFailures_;  // injected failures of fence runs against a node
+  std::map<std::string, int> crashLoop_;      // vm-crash-loop: starts of a VM still to end in a crash
   json events_ = json::array();
   std::vector<Violation> violations_;
   std::vector<Outage> outages_;

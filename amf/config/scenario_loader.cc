@@ -33,7 +33,7 @@ constexpr Fields::Need kRequired = Fields::kRequired;
 constexpr Duration kMaxScenarioTime = hours(24 * 30);
 
 // What one fault key names: a node, a VM, or something of its own.
-enum class FaultValue { kNode, kVm, kPartition, kHeal, kOpFail };
+enum class FaultValue { kNode, kVm, kPartition, kHeal, kOpFail, kCrashLoop, kFlap, kLoss, kFile };
 
 struct FaultWord {
   Fault::Kind kind;
@@ -41,7 +41,7 @@ struct FaultWord {
   FaultValue value;
 };
 
-constexpr std::array<FaultWord, 10> kFaultWords = {{
+constexpr std::array<FaultWord, 23> kFaultWords = {{
     {Fault::Kind::kNodeCrash, "node-crash", FaultValue::kNode},
     {Fault::Kind::kNodeStart, "node-start", FaultValue::kNode},
     {Fault::Kind::kVmCrash, "vm-crash", FaultValue::kVm},
@@ -52,6 +52,19 @@ constexpr std::array<FaultWord, 10> kFaultWords = {{
     {Fault::Kind::kAmfdStart, "amfd-start", FaultValue::kNode},
     {Fault::Kind::kIoError, "io-error", FaultValue::kVm},
     {Fault::Kind::kOpFail, "op-fail", FaultValue::kOpFail},
+    {Fault::Kind::kGuestResume, "guest-resume", FaultValue::kVm},
+    {Fault::Kind::kVmCrashLoop, "vm-crash-loop", FaultValue::kCrashLoop},
+    {Fault::Kind::kAmfdHang, "amfd-hang", FaultValue::kNode},
+    {Fault::Kind::kAmfdResume, "amfd-resume", FaultValue::kNode},
+    {Fault::Kind::kLibvirtRestart, "libvirt-restart", FaultValue::kNode},
+    {Fault::Kind::kCorosyncCrash, "corosync-crash", FaultValue::kNode},
+    {Fault::Kind::kCorosyncStart, "corosync-start", FaultValue::kNode},
+    {Fault::Kind::kLinkFlap, "link-flap", FaultValue::kFlap},
+    {Fault::Kind::kPacketLoss, "packet-loss", FaultValue::kLoss},
+    {Fault::Kind::kStateDiskFull, "state-disk-full", FaultValue::kNode},
+    {Fault::Kind::kStateDiskFree, "state-disk-free", FaultValue::kNode},
+    {Fault::Kind::kApply, "apply", FaultValue::kFile},
+    {Fault::Kind::kHostileFrames, "hostile-frames", FaultValue::kNode},
 }};
 
 constexpr std::array<std::pair<Fault::Op, std::string_view>, 4> kOpWords = {{
@@ -91,19 +104,29 @@ std::string faultList() {
   return out;
 }
 
+FaultValue faultValueOf(Fault::Kind kind) {
+  for (const FaultWord& f : kFaultWords) {
+    if (f.kind == kind) return f.value;
+  }
+  return FaultValue::kNode;
+}
+
 std::string faultTextOf(const Fault& fault) {
   std::string out(faultWord(fault.kind));
-  switch (fault.kind) {
-    case Fault::Kind::kNodeCrash:
-    case Fault::Kind::kNodeStart:
-    case Fault::Kind::kAmfdCrash:
-    case Fault::Kind::kAmfdStart:
+  switch (faultValueOf(fault.kind)) {
+    case FaultValue::kNode:
       return out + " " + fault.node;
-    case Fault::Kind::kVmCrash:
-    case Fault::Kind::kGuestHang:
-    case Fault::Kind::kIoError:
+    case FaultValue::kVm:
       return out + " " + fault.vm;
-    case Fault::Kind::kPartition: {
+    case FaultValue::kCrashLoop:
+      return out + " " + fault.vm + " " + std::to_string(fault.count);
+    case FaultValue::kFlap:
+      return out + " " + fault.node + " " + std::to_string(fault.count) + " " + model::formatDuration(fault.period);
+    case FaultValue::kLoss:
+      return out + " " + fault.node + " " + std::to_string(fault.percent) + "%";
+    case FaultValue::kFile:
+      return out + " " + std::filesystem::path(fault.file).filename().string();
+    case FaultValue::kPartition: {
       out += " ";
       for (std::size_t side = 0; side < fault.groups.size(); ++side) {
         if (side > 0) out += "|";
@@ -114,9 +137,9 @@ std::string faultTextOf(const Fault& fault) {
       }
       return out;
     }
-    case Fault::Kind::kHeal:
+    case FaultValue::kHeal:
       return out;
-    case Fault::Kind::kOpFail:
+    case FaultValue::kOpFail:
       return out + " " + fault.node + " " + std::string(opWordOf(fault.op)) + " " + std::to_string(fault.count);
   }
   return out;
@@ -342,6 +365,49 @@ class ScenarioReader {
       case FaultValue::kOpFail:
         readPresent(f, key, "a map {node: NODE, op: start|stop|migrate|fence, count: N}",
                     [&] { return f.object(key, [&](Fields& o) { readOpFail(o, fault); }); });
+        break;
+      case FaultValue::kCrashLoop:
+        readPresent(f, key, "a map {vm: VM, count: N}", [&] {
+          return f.object(key, [&](Fields& o) {
+            if (o.name("vm", fault.vm, kRequired)) {
+              references_.push_back({{TargetKind::kVm, fault.vm}, located(o, "vm"), key});
+            }
+            fault.count = 3;
+            o.integer("count", fault.count, 1, 100);
+          });
+        });
+        break;
+      case FaultValue::kFlap:
+        readPresent(f, key, "a map {node: NODE, count: N, period: D}", [&] {
+          return f.object(key, [&](Fields& o) {
+            if (o.name("node", fault.node, kRequired)) {
+              references_.push_back({{TargetKind::kNode, fault.node}, located(o, "node"), key});
+            }
+            fault.count = 3;
+            o.integer("count", fault.count, 1, 100);
+            fault.period = Duration(2000);
+            o.duration("period", fault.period, Duration(100), hours(1));
+          });
+        });
+        break;
+      case FaultValue::kLoss:
+        readPresent(f, key, "a map {node: NODE, percent: P} (0 ends the loss)", [&] {
+          return f.object(key, [&](Fields& o) {
+            if (o.name("node", fault.node, kRequired)) {
+              references_.push_back({{TargetKind::kNode, fault.node}, located(o, "node"), key});
+            }
+            o.integer("percent", fault.percent, 0, 100, kRequired);
+          });
+        });
+        break;
+      case FaultValue::kFile:
+        readPresent(f, key, "a configuration file (a path relative to the scenario)", [&] {
+          std::string path;
+          if (!f.str(key, path)) return false;
+          fault.file = resolvePath(baseDir_, path);
+          if (!std::filesystem::is_regular_file(fault.file)) f.fail(key, "no file " + path);
+          return true;
+        });
         break;
     }
   }
@@ -583,6 +649,40 @@ ScenarioLoadResult loadScenarioFile(const std::string& path) {
 }
 
 std::string formatFault(const model::Fault& fault) { return faultTextOf(fault); }
+
+std::string faultYaml(const model::Fault& fault) {
+  const std::string word(faultWord(fault.kind));
+  switch (faultValueOf(fault.kind)) {
+    case FaultValue::kNode:
+      return word + ": " + fault.node;
+    case FaultValue::kVm:
+      return word + ": " + fault.vm;
+    case FaultValue::kPartition: {
+      std::string out = word + ": [";
+      for (std::size_t g = 0; g < fault.groups.size(); ++g) {
+        out += g ? ", [" : "[";
+        for (std::size_t k = 0; k < fault.groups[g].size(); ++k) out += (k ? ", " : "") + fault.groups[g][k];
+        out += "]";
+      }
+      return out + "]";
+    }
+    case FaultValue::kHeal:
+      return word + ": true";
+    case FaultValue::kOpFail:
+      return word + ": {node: " + fault.node + ", op: " + std::string(opWordOf(fault.op)) +
+             ", count: " + std::to_string(fault.count) + "}";
+    case FaultValue::kCrashLoop:
+      return word + ": {vm: " + fault.vm + ", count: " + std::to_string(fault.count) + "}";
+    case FaultValue::kFlap:
+      return word + ": {node: " + fault.node + ", count: " + std::to_string(fault.count) +
+             ", period: " + model::formatDuration(fault.period) + "}";
+    case FaultValue::kLoss:
+      return word + ": {node: " + fault.node + ", percent: " + std::to_string(fault.percent) + "}";
+    case FaultValue::kFile:
+      return word + ": \"" + fault.file + "\"";
+  }
+  return word;
+}
 
 std::string_view faultOpWord(model::Fault::Op op) { return opWordOf(op); }
 

@@ -1,7 +1,11 @@
 #include "kvm_amf/amf/engine/status.h"
 
+#include <cstdio>
+
+#include "kvm_amf/amf/config/serialize.h"
 #include "kvm_amf/amf/engine/messages.h"
 #include "kvm_amf/amf/model/words.h"
+#include "kvm_amf/common/durable_file.h"
 
 namespace kvm_amf::engine {
 namespace {
@@ -15,6 +19,13 @@ json nameOrNull(const std::string& name) { return name.empty() ? json(nullptr) :
 json statusDocument(const ClusterState& s, const View& view) {
   const int director = directorOf(view);
   json problems = json::array();
+  // Without a director nothing is decided here, and what this host holds may be stale: another
+  // partition (or the cluster this host has not rejoined yet) may have moved everything since.
+  if (director == 0) {
+    problems.push_back(std::string(view.quorate ? "no director: this host's group has no majority of the node managers"
+                                                : "this host's partition has no quorum") +
+                       "; the state below is its last known one, and nothing is decided here");
+  }
   json nodes = json::array();
   std::string directorName;
   for (const auto& [name, node] : s.nodes) {
@@ -99,9 +110,13 @@ json statusDocument(const ClusterState& s, const View& view) {
                    {"admin", model::toWord(sg.admin)},
                    {"units", units}});
   }
+  // Equal on every host that holds the same configuration: what a convergence check compares.
+  char digest[9];
+  std::snprintf(digest, sizeof digest, "%08x", crc32c(config::toDocuments(*s.config).dump()));
   return {{"quorate", view.quorate},
           {"director", nameOrNull(directorName)},
           {"generation", s.generation},
+          {"configDigest", std::string(digest)},
           {"decisions", s.decisions},
           {"nodes", nodes},
           {"sgs", sgs},

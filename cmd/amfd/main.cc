@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
 #include "kvm_amf/daemon/amfd.h"
@@ -45,6 +46,17 @@ int run(int argc, char** argv) {
   app.add_option("--vm-reboot-grace", rebootGraceS, "seconds a guest may take to reboot on vm reboot before a reset")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // Log lines start with the time (UTC, milliseconds), as journals and log collectors expect.
+  options.log = [](const std::string& line) {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::fprintf(stderr, "%s.%03lldZ amfd: %s\n", stamp, static_cast<long long>(ms), line.c_str());
+  };
   options.firstHeartbeatTimeout = std::chrono::seconds(firstHeartbeatS);
   options.vmLimits.shutdownGrace = std::chrono::seconds(shutdownGraceS);
   options.vmLimits.rebootGrace = std::chrono::seconds(rebootGraceS);

@@ -1,5 +1,6 @@
 // Runs a libFuzzer target over saved inputs without libFuzzer (any compiler): each argument is a
-// file or a folder, whose files (in subfolders too) are each an input. Used by the test suite to replay the corpus under the sanitizers.
+// file, or a folder whose files (in subfolders too) are each an input. Used by the test suite to
+// replay the corpus under the sanitizers.
 #include <cstdint>
 #include <filesystem>
 #include <fstream>

@@ -223,8 +223,7 @@ def case_noredundancy_host_crash(lab, probes):
     qemu = wait_for("oam-vm's QEMU running on another host",
                     lambda: [i for i in lab.vm_host("oam-vm") if lab.node_name(i) != node], timeout=120, poll=0.05)
     print("oam-vm's QEMU running on %s %d ms after the crash" % (lab.node_name(qemu[0]), now_ms() - fault))
-    _, new_node, _ = recovered(lab, probes["oam-si"], "oam-si", fault)
-    check(new_node != node, "oam-1 still placed on the crashed host")
+    recovered(lab, probes["oam-si"], "oam-si", fault)
 
 
 def case_admin_api(lab, probes):

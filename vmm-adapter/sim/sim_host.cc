@@ -305,6 +305,17 @@ void SimHost::unassign(const std::string& name, const std::string& si, Done done
   });
 }
 
+void SimHost::resumeGuest(const std::string& name) {
+  auto it = vms_.find(name);
+  if (it == vms_.end() || !it->second.running || !it->second.hung) return;
+  Vm& vm = it->second;
+  if (vm.watchdogTimer) {
+    scheduler_.cancel(*vm.watchdogTimer);
+    vm.watchdogTimer.reset();
+  }
+  setHung(name, vm, false);
+}
+
 void SimHost::crashVm(const std::string& name) {
   auto it = vms_.find(name);
   if (it == vms_.end() || !it->second.running) return;

@@ -7,6 +7,7 @@ Files under DIR: lab.json, config/ (the configuration the lab was brought up wit
 (Corosync's and libvirt's state of host K), amfdK/ (amfd's state directory, admin.sock,
 events.sock, amfd.log, amfd.pid), fence.log, power.log.
 """
+import fcntl
 import json
 import os
 import shutil
@@ -216,8 +217,13 @@ class Lab:
         for pid in [read_pid(f) for f in self._power_pidfiles()] + [self.state.get("keeper")]:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        # A lab keeps nothing worth a graceful stop: every host is powered off at once, then the
+        # scripts delete what is left (namespaces, mounts, pid files).
         for i in self.hosts():
-            self.kill_amfd(i, signal.SIGTERM)
+            try:
+                self.power_off(i)
+            except LabError as e:
+                print("amf-lab: down: %s" % e, file=sys.stderr)
         for i in self.hosts():
             subprocess.run([LIBVIRT_SCRIPT, "down", self.dir, "host%d" % i], stdout=subprocess.DEVNULL)
         subprocess.run(["bash", HOSTS_SCRIPT, "down", self.dir, self.prefix], stdout=subprocess.DEVNULL)
@@ -315,12 +321,15 @@ class Lab:
             time.sleep(0.01)
 
     def power_on(self, i):
-        """Host i boots: its Corosync, libvirt daemon and amfd start (those not running)."""
-        if not self.corosync_pid(i):
-            run("bash", HOSTS_SCRIPT, "start", self.dir, self.prefix, str(i))
-        if not self.libvirtd_pid(i):
-            run(LIBVIRT_SCRIPT, "restart", self.dir, "host%d" % i, timeout=120)
-        self.start_amfd(i)
+        """Host i boots: its Corosync, libvirt daemon and amfd start (those not running). One power-on
+        of a host at a time: a scenario's node-start can meet the fence agent's power-on."""
+        with open(os.path.join(self.dir, "host%d" % i, "power.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.corosync_pid(i):
+                run("bash", HOSTS_SCRIPT, "start", self.dir, self.prefix, str(i))
+            if not self.libvirtd_pid(i):
+                run(LIBVIRT_SCRIPT, "restart", self.dir, "host%d" % i, timeout=120)
+            self.start_amfd(i)
 
     def fence(self, node):
         """The lab's fence agent: powers the host off now and on again after the lab's boot time, as a
@@ -368,7 +377,10 @@ class Lab:
                                "%ds" % timeout, *words], capture_output=True, text=True, timeout=timeout + 5)
 
     def status(self, i=None):
-        """amfd's status document from host i, or from the first host that answers; None if none does."""
+        """amfd's status document from host i; else from the first host whose amfd answers and has a
+        director (an amfd without one shows its last known, maybe stale, state), else from the first
+        that answers at all; None if none does."""
+        fallback = None
         for k in ([i] if i else self.hosts()):
             if not os.path.exists(os.path.join(self.amfd_dir(k), "admin.sock")):
                 continue
@@ -377,5 +389,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 continue
             if result.returncode == 0:
-                return json.loads(result.stdout)
-        return None
+                document = json.loads(result.stdout)
+                if i or document.get("director"):
+                    return document
+                fallback = fallback or document
+        return fallback

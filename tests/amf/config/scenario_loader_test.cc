@@ -207,7 +207,9 @@ TEST(ScenarioLoader, UnknownFault) {
                               "  - at: 2s\n"
                               "    fault: {}\n");
   const std::string kinds =
-      "node-crash, node-start, vm-crash, guest-hang, partition, heal, amfd-crash, amfd-start, io-error or op-fail";
+      "node-crash, node-start, vm-crash, guest-hang, partition, heal, amfd-crash, amfd-start, io-error, op-fail, "
+      "guest-resume, vm-crash-loop, amfd-hang, amfd-resume, libvirt-restart, corosync-crash, corosync-start, "
+      "link-flap, packet-loss, state-disk-full, state-disk-free, apply or hostile-frames";
   EXPECT_EQ(scenarioErrors(r), (Lines{
                                    "4:13: unknown fault 'frob'; expected one of " + kinds,
                                    "6:12: expected one fault: " + kinds,
@@ -357,6 +359,69 @@ TEST(ScenarioLoader, FaultValues) {
   ScenarioLoadResult empty = load(kConfigLine + "steps:\n  - at: 1s\n    fault: {vm-crash: }\n");
   ASSERT_EQ(empty.errors.size(), 1u) << errorLines(empty);
   EXPECT_EQ(empty.errors[0].message, "vm-crash: expected a VM name");
+}
+
+TEST(ScenarioLoader, TheLabsFaults) {
+  ScenarioLoadResult r = load(kConfigLine +
+                              "steps:\n"
+                              "  - at: 1s\n"
+                              "    fault: {guest-resume: web-a-vm}\n"
+                              "  - at: 2s\n"
+                              "    fault: {vm-crash-loop: {vm: web-b-vm, count: 4}}\n"
+                              "  - at: 3s\n"
+                              "    fault: {vm-crash-loop: {vm: web-b-vm}}\n"
+                              "  - at: 4s\n"
+                              "    fault: {link-flap: {node: node2, count: 2, period: 500ms}}\n"
+                              "  - at: 5s\n"
+                              "    fault: {packet-loss: {node: node3, percent: 7}}\n"
+                              "  - at: 6s\n"
+                              "    fault: {apply: sg-web.yaml}\n"
+                              "  - at: 7s\n"
+                              "    fault: {corosync-crash: node1}\n"
+                              "  - at: 8s\n"
+                              "    fault: {amfd-hang: node2}\n");
+  ASSERT_TRUE(r.ok()) << errorLines(r);
+  const auto& steps = r.scenario.steps;
+  ASSERT_EQ(steps.size(), 8u);
+  EXPECT_EQ(faultOf(steps[0]).kind, Fault::Kind::kGuestResume);
+  EXPECT_EQ(faultOf(steps[1]).count, 4);
+  EXPECT_EQ(faultOf(steps[2]).count, 3);  // the default
+  EXPECT_EQ(faultOf(steps[3]).period, 500ms);
+  EXPECT_EQ(faultOf(steps[4]).percent, 7);
+  EXPECT_EQ(faultOf(steps[5]).file, kDataDir + "/sg-web.yaml");
+  std::vector<std::string> texts;
+  for (const auto& step : steps) texts.push_back(step.text);
+  EXPECT_EQ(texts, (Lines{"guest-resume web-a-vm", "vm-crash-loop web-b-vm 4", "vm-crash-loop web-b-vm 3",
+                          "link-flap node2 2 500ms", "packet-loss node3 7%", "apply sg-web.yaml",
+                          "corosync-crash node1", "amfd-hang node2"}));
+  // Written out and read back, every fault is the same.
+  for (const auto& step : steps) {
+    ScenarioLoadResult again =
+        load(kConfigLine + "steps:\n  - at: 1s\n    fault: {" + faultYaml(faultOf(step)) + "}\n");
+    ASSERT_TRUE(again.ok()) << faultYaml(faultOf(step)) << "\n" << errorLines(again);
+    EXPECT_EQ(faultOf(again.scenario.steps[0]), faultOf(step)) << faultYaml(faultOf(step));
+  }
+}
+
+TEST(ScenarioLoader, TheLabsFaultValues) {
+  ScenarioLoadResult r = load(kConfigLine +
+                              "steps:\n"
+                              "  - at: 1s\n"
+                              "    fault: {packet-loss: {node: node1, percent: 101}}\n"
+                              "  - at: 2s\n"
+                              "    fault: {apply: nowhere.yaml}\n"
+                              "  - at: 3s\n"
+                              "    fault: {link-flap: {node: node9, period: 10ms}}\n"
+                              "  - at: 4s\n"
+                              "    fault: {vm-crash-loop: {vm: web-a-vm, count: 0}}\n");
+  EXPECT_EQ(scenarioErrors(r), (Lines{
+                                   "4:49: percent: must be between 0 and 100, not 101",
+                                   "6:20: apply: no file nowhere.yaml",
+                                   "8:31: link-flap: node 'node9' is not in the configuration",
+                                   "8:46: period: must be between 100ms and 1h, not 10ms",
+                                   "10:50: count: must be between 1 and 100, not 0",
+                               }))
+      << errorLines(r);
 }
 
 TEST(ScenarioLoader, Seed) {

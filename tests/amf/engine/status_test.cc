@@ -119,6 +119,58 @@ TEST(StatusDocumentTest, NoDirectorWithoutQuorum) {
   const json doc = statusDocument(s, viewOf(2, {2}, false));
   EXPECT_EQ(doc["quorate"], false);
   EXPECT_TRUE(doc["director"].is_null());
+  // The first problem says the rest may be stale.
+  ASSERT_FALSE(doc["problems"].empty());
+  EXPECT_EQ(doc["problems"][0],
+            "this host's partition has no quorum; the state below is its last known one, and nothing is decided here");
+}
+
+TEST(StatusDocumentTest, AQuorateViewWithoutAMajorityOfNodeManagersHasNoDirectorEither) {
+  const ClusterState s = exampleState();
+  View view;
+  view.self = 2;
+  view.group = {2};
+  view.hosts = {1, 2, 3};
+  view.quorate = true;
+  view.clusterSize = 3;
+  const json doc = statusDocument(s, view);
+  EXPECT_TRUE(doc["director"].is_null());
+  ASSERT_FALSE(doc["problems"].empty());
+  EXPECT_EQ(doc["problems"][0],
+            "no director: this host's group has no majority of the node managers; the state below is its last known "
+            "one, and nothing is decided here");
+}
+
+TEST(StatusDocumentTest, TheConfigDigestFollowsTheConfigurationAlone) {
+  ClusterState a = exampleState();
+  ClusterState b = exampleState();  // the same documents, loaded again
+  View view;
+  view.self = 1;
+  view.group = {1, 2, 3};
+  view.hosts = {1, 2, 3};
+  view.quorate = true;
+  view.clusterSize = 3;
+  b.decisions = 99;  // runtime differences do not count
+  const std::string digest = statusDocument(a, view)["configDigest"];
+  EXPECT_EQ(digest.size(), 8u);
+  EXPECT_EQ(statusDocument(b, view)["configDigest"], digest);
+  auto changed = std::make_shared<model::Configuration>(*a.config);
+  changed->serviceGroups.front().recovery.vmRestartMax += 1;
+  a.config = changed;
+  EXPECT_NE(statusDocument(a, view)["configDigest"], digest);
+}
+
+TEST(StatusDocumentTest, WithADirectorNoSuchProblem) {
+  const ClusterState s = exampleState();
+  View view;
+  view.self = 1;
+  view.group = {1, 2};
+  view.hosts = {1, 2};
+  view.quorate = true;
+  view.clusterSize = 3;
+  for (const auto& p : statusDocument(s, view)["problems"]) {
+    EXPECT_EQ(p.get<std::string>().find("nothing is decided here"), std::string::npos) << p;
+  }
 }
 
 }  // namespace

@@ -15,7 +15,9 @@ namespace kvm_amf::daemon {
 
 class AdminService : public admin::AdminHandler, public node::NodeObserver {
  public:
-  explicit AdminService(std::string node) : node_(std::move(node)) {}
+  // `log`: where every published event is logged too, as "TYPE TEXT" (optional).
+  explicit AdminService(std::string node, std::function<void(const std::string&)> log = {})
+      : node_(std::move(node)), log_(std::move(log)) {}
 
   // REQUIRES: set before the first request or observer call; both outlive this service's use.
   void attach(node::NodeManager* manager, admin::AdminServer* server) {
@@ -47,6 +49,7 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
   void followConfiguration(const engine::ClusterState& state);
 
   std::string node_;
+  std::function<void(const std::string&)> log_;
   node::NodeManager* manager_ = nullptr;
   admin::AdminServer* server_ = nullptr;
   std::shared_ptr<const model::Configuration> lastConfig_;  // the configuration events were last about

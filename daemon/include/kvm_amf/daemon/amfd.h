@@ -3,6 +3,7 @@
 // the admin API (docs/amfd.md). cmd/amfd parses the options and runs the loop.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct AmfdOptions {
   vmm::LibvirtOptions libvirt;                         // uri, domain.kvm, domain.agentSocketDir (required)
   Duration firstHeartbeatTimeout = Duration(120'000);  // a guest's boot, to its agent's first heartbeat
   node::VmOperationLimits vmLimits;                    // vm shutdown's and vm reboot's graces
+  // One line of amfd's log (what it started, refused or dropped, every report and decision it
+  // applies, what the guests' channels saw). Called on the loop thread. Default: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 // Why start() failed, for the exit code: the configuration or the stored options are bad (65), or a

@@ -74,8 +74,10 @@ class SimHost : public Hypervisor, public GuestChannel {
   void unassign(const std::string& vm, const std::string& si, Done done) override;
 
   // Faults.
-  void crashVm(const std::string& vm);    // QEMU dies
-  void hangGuest(const std::string& vm);  // heartbeats and watchdog feeding stop; QEMU runs on
+  void crashVm(const std::string& vm);  // QEMU dies
+  void hangGuest(const std::string& vm);
+  void resumeGuest(const std::string& vm);  // a hung guest runs on (its watchdog, if it did not fire, is fed again)  //
+                                            // heartbeats and watchdog feeding stop; QEMU runs on
   void ioError(const std::string& vm);
   void powerOff();  // every VM stops at once, silently; pending operations never complete
   void powerOn();

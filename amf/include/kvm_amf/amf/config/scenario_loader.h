@@ -34,6 +34,9 @@ ScenarioLoadResult loadScenarioFile(const std::string& path);
 // A fault as the canonical words of ScenarioStep::text: "node-crash node1",
 // "partition node1,node2|node3", "op-fail node1 start 2".
 std::string formatFault(const model::Fault& fault);
+// A fault as the inside of a scenario's `fault: {...}` ("node-crash: node1",
+// "op-fail: {node: node1, op: start, count: 2}"); loading it back gives the same fault.
+std::string faultYaml(const model::Fault& fault);
 // The YAML word of an op-fail operation: "start", "stop", "migrate", "fence".
 std::string_view faultOpWord(model::Fault::Op op);
 

@@ -39,6 +39,21 @@ struct Fault {
     kAmfdStart,  // amfd-start: NODE
     kIoError,    // io-error: VM           a disk under the VM fails
     kOpFail,     // op-fail: {node: NODE, op: start|stop|migrate, count: N}
+    // Faults of the real lab (amf-lab run); amf-sim carries out those it can model and records
+    // the others as not simulated (docs/simulation.md).
+    kGuestResume,     // guest-resume: VM       a hung VM runs again (its QEMU resumed)
+    kVmCrashLoop,     // vm-crash-loop: {vm: VM, count: N}   the VM dies right after each of its next N starts
+    kAmfdHang,        // amfd-hang: NODE        the node manager stops (SIGSTOP), its process stays
+    kAmfdResume,      // amfd-resume: NODE
+    kLibvirtRestart,  // libvirt-restart: NODE  the hypervisor daemon restarts under running VMs
+    kCorosyncCrash,   // corosync-crash: NODE   the host's Corosync dies; the host leaves the membership
+    kCorosyncStart,   // corosync-start: NODE
+    kLinkFlap,        // link-flap: {node: NODE, count: N, period: D}   the cluster link goes down and up N times
+    kPacketLoss,      // packet-loss: {node: NODE, percent: P}  P% of the host's cluster traffic is lost (0 ends it)
+    kStateDiskFull,   // state-disk-full: NODE  the disk under amfd's state fills up
+    kStateDiskFree,   // state-disk-free: NODE
+    kApply,           // apply: FILE            amf-admin apply -f FILE (a path relative to the scenario)
+    kHostileFrames,   // hostile-frames: NODE   malformed admin API frames sent to the host's amfd
   };
   enum class Op { kStart, kStop, kMigrate, kFence };  // kFence: fence runs against `node` fail
 
@@ -47,7 +62,10 @@ struct Fault {
   std::string vm;                                // vm-crash, guest-hang, io-error
   std::vector<std::vector<std::string>> groups;  // partition: the sides, each a list of nodes
   Op op = Op::kStart;                            // op-fail
-  int count = 1;                                 // op-fail: how many operations fail
+  int count = 1;                                 // op-fail, vm-crash-loop, link-flap
+  Duration period{0};                            // link-flap: one down and up cycle
+  int percent = 0;                               // packet-loss
+  std::string file;                              // apply: the path, resolved against the scenario's folder
   bool operator==(const Fault&) const = default;
 };
 

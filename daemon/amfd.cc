@@ -148,7 +148,8 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
                              parts->hypervisor.get(),
                              parts->guests.get(),
                              parts->store.get(),
-                             parts->service.get()};
+                             parts->service.get(),
+                             options.vmLimits};
   parts->manager = std::make_unique<node::NodeManager>(options.node, deps, std::move(initial));
   admin::AdminServerOptions adminOptions = options.admin;
   if (!adminOptions.logger) adminOptions.logger = logLine;

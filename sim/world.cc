@@ -453,6 +453,16 @@ class World : public vmm::SimTruthObserver {
       words["oper"] = model::toWord(su.oper);
       words["presence"] = model::toWord(engine::suPresence(s, su));
       words["readiness"] = model::toWord(engine::suReadiness(s, su));
+      words["restarts"] = std::to_string(su.restarts.count);
+      words["failovers"] = std::to_string(su.failovers.count);
+    } else if (kind == "vm" && s.vms.contains(name)) {
+      const auto& vm = s.vms.at(name);
+      const std::string operatorState = engine::vmOperatorWord(vm);
+      words["node"] = vm.node.empty() ? "null" : vm.node;
+      words["presence"] = model::toWord(vm.presence);
+      words["admin"] = operatorState.empty() ? "null" : operatorState;
+      words["failure"] = vm.failure ? engine::failureWord(*vm.failure) : "null";
+      words["restarts"] = std::to_string(vm.restarts.count);
     } else if (kind == "si" && s.sis.contains(name)) {
       std::vector<std::string> active;
       std::vector<std::string> standby;

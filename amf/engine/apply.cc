@@ -45,6 +45,7 @@ void markDown(ClusterState& state, const std::string& nodeName) {
     vm.presence = PresenceState::kUninstantiated;
     vm.node.clear();
     vm.failure.reset();
+    vm.paused = false;
   }
   for (auto& [name, su] : state.sus) {
     if (su.node == nodeName) {
@@ -93,7 +94,17 @@ void startVm(VmRuntime& vm, const std::string& node, PresenceState presence) {
   vm.presence = presence;
   vm.node = node;
   vm.failure.reset();
+  vm.paused = false;
 }
+
+// The VM is being stopped (or is gone): it is no longer paused.
+void stopping(VmRuntime& vm) {
+  vm.failure.reset();
+  vm.paused = false;
+  if (vm.presence != PresenceState::kUninstantiated) vm.presence = PresenceState::kTerminating;
+}
+
+bool heldStopped(const VmRuntime& vm) { return vm.hold != VmHold::kNone; }
 
 }  // namespace
 
@@ -117,6 +128,7 @@ void applyReport(ClusterState& state, const Report& report) {
               return;
             }
             vm->presence = PresenceState::kInstantiated;
+            vm->savedOn.clear();  // it runs again: any managed save of it is stale now
             state.sus.at(vm->su).startFailures = 0;
           },
           [&](const VmStartFailed& r) {
@@ -145,7 +157,10 @@ void applyReport(ClusterState& state, const Report& report) {
             if (!vm || !running(vm->presence) || vm->failure) return;
             vm->failure = r.kind;
             // A crashed QEMU is gone; a hung or unhealthy guest still runs until it is cleaned up.
-            if (r.kind == FailureKind::kCrash) vm->presence = PresenceState::kUninstantiated;
+            if (r.kind == FailureKind::kCrash) {
+              vm->presence = PresenceState::kUninstantiated;
+              vm->paused = false;
+            }
           },
           [&](const HaAcked& r) {
             auto it = state.sis.find(r.si);
@@ -195,6 +210,7 @@ void applyReport(ClusterState& state, const Report& report) {
               if (std::find(r.runningVms.begin(), r.runningVms.end(), name) == r.runningVms.end() && !vm.failure) {
                 vm.failure = FailureKind::kCrash;
                 vm.presence = PresenceState::kUninstantiated;
+                vm.paused = false;
               }
             }
           },
@@ -236,6 +252,7 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                        vm.presence = PresenceState::kUninstantiated;
                        vm.node.clear();
                        vm.failure.reset();
+                       vm.paused = false;
                      }
                      for (auto& [name, su] : state.sus) {
                        if (su.node == a.node) {
@@ -256,26 +273,23 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                    su.node = a.node;
                    su.instantiationFailed = false;
                    for (const auto& spec : state.suSpec(a.su).vms) {
-                     startVm(state.vms.at(spec.name), a.node, PresenceState::kInstantiating);
+                     VmRuntime& vm = state.vms.at(spec.name);
+                     if (!heldStopped(vm)) startVm(vm, a.node, PresenceState::kInstantiating);
                    }
                  },
                  [&](const StopSu& a) {
                    SuRuntime& su = state.sus.at(a.su);
                    for (const auto& spec : state.suSpec(a.su).vms) {
                      VmRuntime& vm = state.vms.at(spec.name);
-                     vm.failure.reset();
-                     if (vm.presence != PresenceState::kUninstantiated) {
-                       vm.presence = PresenceState::kTerminating;
-                     } else {
-                       vm.node.clear();
-                     }
+                     stopping(vm);
+                     if (vm.presence == PresenceState::kUninstantiated) vm.node.clear();
                    }
                    settleUnit(state, su);
                  },
                  [&](const RestartVm& a) {
                    VmRuntime& vm = state.vms.at(a.vm);
                    SuRuntime& su = state.sus.at(vm.su);
-                   if (su.node.empty()) return;
+                   if (su.node.empty() || heldStopped(vm)) return;
                    if (a.counted) {
                      vm.restarts = countFailure(vm.restarts, at, state.sgSpec(su.sg).recovery.vmRestartProbation);
                    }
@@ -288,7 +302,8 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                    if (a.counted)
                      su.restarts = countFailure(su.restarts, at, state.sgSpec(su.sg).recovery.suRestartProbation);
                    for (const auto& spec : state.suSpec(a.su).vms) {
-                     startVm(state.vms.at(spec.name), su.node, PresenceState::kRestarting);
+                     VmRuntime& vm = state.vms.at(spec.name);
+                     if (!heldStopped(vm)) startVm(vm, su.node, PresenceState::kRestarting);
                    }
                    unacknowledge(state, a.su);
                  },
@@ -302,11 +317,7 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                      NodeRuntime& node = state.nodes.at(su.node);
                      node.suFailovers = countFailure(node.suFailovers, at, escalation.suFailoverProbation);
                    }
-                   for (const auto& spec : state.suSpec(a.su).vms) {
-                     VmRuntime& vm = state.vms.at(spec.name);
-                     vm.failure.reset();
-                     if (vm.presence != PresenceState::kUninstantiated) vm.presence = PresenceState::kTerminating;
-                   }
+                   for (const auto& spec : state.suSpec(a.su).vms) stopping(state.vms.at(spec.name));
                    settleUnit(state, su);
                  },
                  [&](const SetNodeOper& a) { state.nodes.at(a.node).oper = a.oper; },
@@ -343,6 +354,39 @@ void applyAction(ClusterState& state, const Action& action, TimePoint at) {
                    // Decided against the configuration before it; a repeated decision finds it installed.
                    if (a.generation != state.generation + 1 || !a.config || !a.config->cluster) return;
                    installConfiguration(state, a.config, a.generation);
+                 },
+                 [&](const StopVm& a) {
+                   auto it = state.vms.find(a.vm);
+                   if (it == state.vms.end()) return;
+                   VmRuntime& vm = it->second;
+                   vm.hold = a.method == VmStopMethod::kSuspend ? VmHold::kSuspended : VmHold::kStopped;
+                   // A suspend leaves a managed save there; any other stop leaves none worth restoring.
+                   vm.savedOn = a.method == VmStopMethod::kSuspend ? a.node : std::string();
+                   vm.failure.reset();  // the operator's stop supersedes the recovery of a failure
+                   vm.paused = false;
+                   if (!a.node.empty() && vm.node == a.node && running(vm.presence)) {
+                     stopping(vm);
+                   } else if (vm.presence == PresenceState::kUninstantiated) {
+                     vm.node.clear();
+                     settleUnit(state, state.sus.at(vm.su));
+                   }
+                 },
+                 [&](const StartVm& a) {
+                   auto it = state.vms.find(a.vm);
+                   if (it == state.vms.end()) return;
+                   VmRuntime& vm = it->second;
+                   vm.hold = VmHold::kNone;
+                   SuRuntime& su = state.sus.at(vm.su);
+                   if (a.node.empty() || su.node != a.node || vm.presence != PresenceState::kUninstantiated) return;
+                   startVm(vm, a.node, PresenceState::kInstantiating);
+                   unacknowledge(state, su.name);  // the started guest is told the unit's assignments
+                 },
+                 [&](const SetVmPaused& a) {
+                   auto it = state.vms.find(a.vm);
+                   if (it == state.vms.end()) return;
+                   VmRuntime& vm = it->second;
+                   if (a.paused && (vm.node != a.node || vm.presence != PresenceState::kInstantiated)) return;
+                   vm.paused = a.paused;
                  },
                  [&](const ConfigReply& a) {
                    std::erase_if(state.pendingConfig,

@@ -1,6 +1,19 @@
 #include "kvm_amf/amf/engine/cluster_state.h"
 
 namespace kvm_amf::engine {
+namespace {
+
+constexpr std::pair<VmHold, std::string_view> kVmHolds[] = {
+    {VmHold::kNone, "none"}, {VmHold::kStopped, "stopped"}, {VmHold::kSuspended, "suspended"}};
+
+// A VM the operator holds stopped and that is stopped: not part of its unit's presence.
+bool heldAndStopped(const VmRuntime& vm) {
+  return vm.hold != VmHold::kNone && vm.presence == PresenceState::kUninstantiated;
+}
+
+}  // namespace
+
+model::WordTable<VmHold> enumWords(VmHold) { return kVmHolds; }
 
 bool sameConfiguration(const std::shared_ptr<const model::Configuration>& a,
                        const std::shared_ptr<const model::Configuration>& b) {
@@ -100,6 +113,8 @@ PresenceState suPresence(const ClusterState& state, const SuRuntime& su) {
   bool restarting = false;
   bool terminationFailed = false;
   for (const auto& spec : state.suSpec(su.name).vms) {
+    // A VM an operator stopped is left out: the unit is what runs of it (and out of service).
+    if (heldAndStopped(state.vms.at(spec.name))) continue;
     const PresenceState p = state.vms.at(spec.name).presence;
     allUninstantiated = allUninstantiated && p == PresenceState::kUninstantiated;
     allInstantiated = allInstantiated && p == PresenceState::kInstantiated;
@@ -126,6 +141,7 @@ ReadinessState suReadiness(const ClusterState& state, const SuRuntime& su) {
   for (const auto& vm : state.suSpec(su.name).vms) {
     if (state.vms.at(vm.name).failure) return ReadinessState::kOutOfService;
   }
+  if (suHeldByOperator(state, su)) return ReadinessState::kOutOfService;
   const AdminState sgAdmin = state.sgs.at(su.sg).admin;
   auto locked = [](AdminState a) { return a == AdminState::kLocked || a == AdminState::kLockedInstantiation; };
   if (locked(su.admin) || locked(sgAdmin) || locked(node.admin)) return ReadinessState::kOutOfService;
@@ -144,6 +160,19 @@ bool suCertainlyDown(const ClusterState& state, const SuRuntime& su) {
     return false;
   }
   return true;
+}
+
+bool suHeldByOperator(const ClusterState& state, const SuRuntime& su) {
+  for (const auto& spec : state.suSpec(su.name).vms) {
+    const VmRuntime& vm = state.vms.at(spec.name);
+    if (vm.paused || vm.hold != VmHold::kNone) return true;
+  }
+  return false;
+}
+
+std::string vmOperatorWord(const VmRuntime& vm) {
+  if (vm.hold != VmHold::kNone) return std::string(model::toWord(vm.hold));
+  return vm.paused ? "paused" : "";
 }
 
 }  // namespace kvm_amf::engine

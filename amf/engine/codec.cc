@@ -148,6 +148,18 @@ struct TypeWord<ConfigReply> {
   static constexpr std::string_view word = "config-reply";
 };
 template <>
+struct TypeWord<StopVm> {
+  static constexpr std::string_view word = "stop-vm";
+};
+template <>
+struct TypeWord<StartVm> {
+  static constexpr std::string_view word = "start-vm";
+};
+template <>
+struct TypeWord<SetVmPaused> {
+  static constexpr std::string_view word = "set-vm-paused";
+};
+template <>
 struct TypeWord<Decision> {
   static constexpr std::string_view word = "decision";
 };
@@ -224,7 +236,8 @@ constexpr auto fieldsOf(Of<StartFence>) {
 constexpr auto fieldsOf(Of<StartSu>) { return std::tuple{field("su", &StartSu::su), field("node", &StartSu::node)}; }
 constexpr auto fieldsOf(Of<StopSu>) { return std::tuple{field("su", &StopSu::su)}; }
 constexpr auto fieldsOf(Of<RestartVm>) {
-  return std::tuple{field("vm", &RestartVm::vm), field("counted", &RestartVm::counted)};
+  return std::tuple{field("vm", &RestartVm::vm), field("counted", &RestartVm::counted),
+                    field("method", &RestartVm::method)};
 }
 constexpr auto fieldsOf(Of<RestartSu>) {
   return std::tuple{field("su", &RestartSu::su), field("counted", &RestartSu::counted)};
@@ -269,6 +282,14 @@ constexpr auto fieldsOf(Of<ConfigReply>) {
                     field("generation", &ConfigReply::generation),
                     field("problems", &ConfigReply::problems)};
 }
+constexpr auto fieldsOf(Of<StopVm>) {
+  return std::tuple{field("vm", &StopVm::vm), field("node", &StopVm::node), field("method", &StopVm::method)};
+}
+constexpr auto fieldsOf(Of<StartVm>) { return std::tuple{field("vm", &StartVm::vm), field("node", &StartVm::node)}; }
+constexpr auto fieldsOf(Of<SetVmPaused>) {
+  return std::tuple{field("vm", &SetVmPaused::vm), field("node", &SetVmPaused::node),
+                    field("paused", &SetVmPaused::paused)};
+}
 constexpr auto fieldsOf(Of<Decision>) {
   return std::tuple{field("director", &Decision::director), field("at", &Decision::at),
                     field("actions", &Decision::actions)};
@@ -305,7 +326,9 @@ constexpr auto fieldsOf(Of<NodeRuntime>) {
 constexpr auto fieldsOf(Of<VmRuntime>) {
   return std::tuple{field("name", &VmRuntime::name),         field("su", &VmRuntime::su),
                     field("presence", &VmRuntime::presence), field("node", &VmRuntime::node),
-                    field("restarts", &VmRuntime::restarts), field("failure", &VmRuntime::failure)};
+                    field("restarts", &VmRuntime::restarts), field("failure", &VmRuntime::failure),
+                    field("paused", &VmRuntime::paused),     field("hold", &VmRuntime::hold),
+                    field("savedOn", &VmRuntime::savedOn)};
 }
 constexpr auto fieldsOf(Of<SuRuntime>) {
   return std::tuple{field("name", &SuRuntime::name),
@@ -849,18 +872,60 @@ class BoundedDomParser final : public nlohmann::json_sax<Json> {
   std::string problem_;
 };
 
-// Version 1 is this version without configuration changes: a version-1 message, such as a state
-// stored by an older amfd, is read as a version-2 one, its state with no change pending.
+// Older versions are read as the current one, each step adding what its version added with the
+// values that mean "as before". Anything else not as that version wrote it is left for the reader
+// to refuse.
+//
+// Version 1 had no configuration changes: its state has none pending.
 void upgradeFromVersion1(Json& root) {
-  if (!root.is_object()) return;
-  const auto version = root.find("v");
-  if (version == root.end() || *version != 1) return;
-  *version = kCodecVersion;
   const auto type = root.find("type");
   if (type == root.end() || *type != TypeWord<StateSnapshot>::word) return;
   const auto state = root.find("state");
   if (state != root.end() && state->is_object() && !state->contains("pendingConfig")) {
     (*state)["pendingConfig"] = Json::array();
+  }
+}
+
+// Version 2 had no VM operations: no VM paused or held by an operator, no managed save to restore,
+// and every VM restart a destroy and start.
+void upgradeFromVersion2(Json& root) {
+  const auto type = root.find("type");
+  if (type == root.end()) return;
+  if (*type == TypeWord<StateSnapshot>::word) {
+    const auto state = root.find("state");
+    if (state == root.end() || !state->is_object()) return;
+    const auto vms = state->find("vms");
+    if (vms == state->end() || !vms->is_object()) return;
+    for (auto& vm : *vms) {
+      if (!vm.is_object()) continue;
+      if (!vm.contains("paused")) vm["paused"] = false;
+      if (!vm.contains("hold")) vm["hold"] = model::toWord(VmHold::kNone);
+      if (!vm.contains("savedOn")) vm["savedOn"] = "";
+    }
+  } else if (*type == TypeWord<Decision>::word) {
+    const auto actions = root.find("actions");
+    if (actions == root.end() || !actions->is_array()) return;
+    for (auto& action : *actions) {
+      if (!action.is_object() || action.contains("method")) continue;
+      const auto actionType = action.find("type");
+      if (actionType != action.end() && *actionType == TypeWord<RestartVm>::word) {
+        action["method"] = model::toWord(RestartMethod::kRecreate);
+      }
+    }
+  }
+}
+
+void upgrade(Json& root) {
+  if (!root.is_object()) return;
+  const auto version = root.find("v");
+  if (version == root.end() || !version->is_number_integer()) return;
+  if (*version == 1) {
+    upgradeFromVersion1(root);
+    *version = 2;
+  }
+  if (*version == 2) {
+    upgradeFromVersion2(root);
+    *version = kCodecVersion;
   }
 }
 
@@ -876,7 +941,7 @@ Envelope decodeMessage(std::string_view bytes, const KnownConfiguration* known) 
     throw DecodeError{parser.problem().empty() ? std::string("not a valid CBOR message") : parser.problem()};
   }
   if (root.is_discarded()) throw DecodeError{"not a valid CBOR message"};
-  upgradeFromVersion1(root);
+  upgrade(root);
 
   const Value message{root, "", known};
   Fields fields(message);

@@ -277,10 +277,149 @@ class Decider {
       case AdminVerb::kSgAdjust:
         emit(SetSgAdjust{c.target.name, true});
         return {true, target + " adjusting"};
+      case AdminVerb::kVmStart:
+      case AdminVerb::kVmShutdown:
+      case AdminVerb::kVmDestroy:
+      case AdminVerb::kVmPause:
+      case AdminVerb::kVmResume:
+      case AdminVerb::kVmSuspend:
+      case AdminVerb::kVmReboot:
+      case AdminVerb::kVmReset:
+        if (isVm) return vmOperation(c.verb, c.target.name);
+        break;
       default:
         return {false, "'" + model::formatAdminCommand(c) + "' is carried out by the node manager, not the engine"};
     }
     return {false, "'" + model::formatAdminCommand(c) + "' does not apply to " + target};
+  }
+
+  // ---- VM operations ---------------------------------------------------------------------------
+  //
+  // An operator's act on one VM is never a failure and never recovered: a paused VM keeps its
+  // unit's assignments (out of service, its heartbeats not watched); a stopped or suspended one is
+  // held (never started by the engine) until `vm start`, and its unit's standby assignments go once
+  // it is stopped. Neither may happen to a unit that may still serve an SI actively, which would
+  // leave the SI without a server and with nothing allowed to take it over.
+
+  // Why the unit must be switched over before one of its VMs is paused or stopped; nullopt when it
+  // holds no assignment that may still be active (active, quiescing, or told to quiesce and not
+  // yet confirmed).
+  std::optional<std::string> mayServeActively(const std::string& vm, const SuRuntime& su) const {
+    for (const auto& si : state().index().instancesOf.at(su.sg)) {
+      for (const auto& a : state().sis.at(si).assignments) {
+        if (a.su != su.name) continue;
+        if (a.ha == HaState::kActive || a.ha == HaState::kQuiescing || (a.ha == HaState::kQuiesced && !a.acked)) {
+          return "vm/" + vm + ": su/" + su.name + " holds si/" + si + " " + std::string(model::toWord(a.ha)) +
+                 "; switch over first: si-swap si/" + si + ", or lock su/" + su.name;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The unit runs where the VM can start in place: placed, enabled, allowed to instantiate, and
+  // none of its VMs being stopped.
+  bool startsInPlace(const SuRuntime& su) const {
+    if (su.node.empty() || su.oper != OperState::kEnabled || lockedInstantiation(su)) return false;
+    for (const auto& spec : state().suSpec(su.name).vms) {
+      const PresenceState p = state().vms.at(spec.name).presence;
+      if (p == PresenceState::kTerminating || p == PresenceState::kTerminationFailed) return false;
+    }
+    return true;
+  }
+
+  std::pair<bool, std::string> vmOperation(AdminVerb verb, const std::string& name) {
+    const VmRuntime& vm = state().vms.at(name);
+    const SuRuntime& su = state().sus.at(vm.su);
+    const std::string target = "vm/" + name;
+    const std::string presence(model::toWord(vm.presence));
+    const std::pair<bool, std::string> notInstantiated{false, target + " is not instantiated (" + presence + ")"};
+    const std::pair<bool, std::string> paused{false, target + " is paused; vm resume it first"};
+    switch (verb) {
+      case AdminVerb::kVmReboot:
+      case AdminVerb::kVmReset: {
+        if (vm.presence != PresenceState::kInstantiated) return notInstantiated;
+        if (vm.paused) return paused;
+        const bool reboot = verb == AdminVerb::kVmReboot;
+        emit(RestartVm{name, false, reboot ? RestartMethod::kReboot : RestartMethod::kReset});
+        return {true, target + (reboot ? " rebooting" : " resetting")};
+      }
+      case AdminVerb::kVmPause:
+        if (vm.paused) return {false, target + " is paused already"};
+        if (vm.presence != PresenceState::kInstantiated) return notInstantiated;
+        if (auto why = mayServeActively(name, su)) return {false, *why};
+        emit(SetVmPaused{name, vm.node, true});
+        return {true, target + " paused on " + vm.node};
+      case AdminVerb::kVmResume:
+        if (!vm.paused) return {false, target + " is not paused"};
+        emit(SetVmPaused{name, vm.node, false});
+        return {true, target + " resumed on " + vm.node};
+      case AdminVerb::kVmShutdown:
+      case AdminVerb::kVmDestroy:
+      case AdminVerb::kVmSuspend:
+        return vmStop(verb, vm, su);
+      case AdminVerb::kVmStart: {
+        if (vm.hold == VmHold::kNone) {
+          return {false, target + " was not stopped by an operator (vm start follows vm shutdown, destroy or suspend)"};
+        }
+        if (vm.presence != PresenceState::kUninstantiated) {
+          return {false, target + " is still stopping (" + presence + "); vm start it once it is stopped"};
+        }
+        const std::string node = startsInPlace(su) ? su.node : std::string();
+        const std::string savedOn = vm.hold == VmHold::kSuspended ? vm.savedOn : std::string();
+        const std::string unit = su.name;
+        emit(StartVm{name, node});  // `vm` and `su` reflect it from here on
+        if (node.empty()) {
+          return {true, target + " starting with su/" + unit +
+                            (savedOn.empty() ? "" : " (restored from its managed save if placed on " + savedOn + ")")};
+        }
+        return {true, target + (node == savedOn ? " restoring on " : " starting on ") + node};
+      }
+      default:
+        break;
+    }
+    return {false, "'" + model::formatAdminCommand({verb, {AdminTarget::Kind::kVm, name}, {}, {}, {}}) +
+                       "' does not apply to " + target};
+  }
+
+  std::pair<bool, std::string> vmStop(AdminVerb verb, const VmRuntime& vm, const SuRuntime& su) {
+    const std::string target = "vm/" + vm.name;
+    if (vm.hold == VmHold::kStopped) return {false, target + " is stopped already; vm start starts it"};
+    if (vm.hold == VmHold::kSuspended && verb != AdminVerb::kVmDestroy) {
+      return {false, target + " is suspended already; vm start restores it, vm destroy discards its managed save"};
+    }
+    if (verb == AdminVerb::kVmSuspend) {
+      if (vm.presence != PresenceState::kInstantiated) {
+        return {false, target + " is not instantiated (" + std::string(model::toWord(vm.presence)) + ")"};
+      }
+      if (vm.paused) return {false, target + " is paused; vm resume it first"};
+    }
+    if (auto why = mayServeActively(vm.name, su)) return {false, *why};
+    const VmStopMethod method = verb == AdminVerb::kVmShutdown  ? VmStopMethod::kShutdown
+                                : verb == AdminVerb::kVmSuspend ? VmStopMethod::kSuspend
+                                                                : VmStopMethod::kDestroy;
+    // (Values taken before emit(): `vm` reflects the action from then on.)
+    if (vm.hold == VmHold::kSuspended) {
+      const std::string savedOn = vm.savedOn;
+      emit(StopVm{vm.name, savedOn, VmStopMethod::kDestroy});
+      return {true,
+              target + " stopped; its managed save" + (savedOn.empty() ? "" : " on " + savedOn) + " is discarded"};
+    }
+    const bool runs = vm.presence == PresenceState::kInstantiated || vm.presence == PresenceState::kInstantiating ||
+                      vm.presence == PresenceState::kRestarting;
+    const std::string node = runs ? vm.node : std::string();
+    const std::string presence(model::toWord(vm.presence));
+    emit(StopVm{vm.name, node, method});
+    if (!runs) return {true, target + " held stopped (it is " + presence + ")"};
+    switch (method) {
+      case VmStopMethod::kShutdown:
+        return {true, target + " shutting down on " + node};
+      case VmStopMethod::kSuspend:
+        return {true, target + " suspending on " + node};
+      case VmStopMethod::kDestroy:
+        break;
+    }
+    return {true, target + " stopping on " + node};
   }
 
   std::pair<bool, std::string> siSwap(const std::string& name) {
@@ -399,13 +538,30 @@ class Decider {
         if (presence != PresenceState::kUninstantiated && presence != PresenceState::kTerminating) emit(StopSu{name});
         continue;
       }
-      if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts && dependenciesReady(su.sg)) {
+      if (presence == PresenceState::kUninstantiated && su.node.empty() && !waitForHosts && dependenciesReady(su.sg) &&
+          !allHeld(su)) {
         if (auto node = place(su)) {
           emit(StartSu{name, *node});
           addLoad(state().sus.at(name));
         }
       }
     }
+  }
+
+  // Every VM of the unit is held stopped by an operator: there is nothing to start.
+  bool allHeld(const SuRuntime& su) const {
+    for (const auto& spec : state().suSpec(su.name).vms) {
+      if (state().vms.at(spec.name).hold == VmHold::kNone) return false;
+    }
+    return true;
+  }
+
+  // A host holding a managed save of one of the unit's VMs (`vm suspend`), where it restores.
+  bool holdsSaveOf(const SuRuntime& su, const std::string& node) const {
+    for (const auto& spec : state().suSpec(su.name).vms) {
+      if (state().vms.at(spec.name).savedOn == node) return true;
+    }
+    return false;
   }
 
   struct Load {
@@ -448,8 +604,8 @@ class Decider {
   }
 
   // The host for a unit: one it may run on, up, unlocked and with room; preferring hosts without
-  // another unit of its group (a host loss must not take both), then other than where it last
-  // failed, then with fewer units.
+  // another unit of its group (a host loss must not take both), then one holding a managed save of
+  // one of its VMs (it restores there), then other than where it last failed, then with fewer units.
   std::optional<std::string> place(const SuRuntime& su) {
     const auto& spec = state().suSpec(su.name);
     const auto& sgSpec = state().sgSpec(su.sg);
@@ -463,7 +619,7 @@ class Decider {
       for (const auto& n : state().cluster().nodes) allowed.push_back(n.name);
     }
     const Load need = loadOf(su.name);
-    std::optional<std::tuple<int, int, int, std::string>> best;
+    std::optional<std::tuple<int, int, int, int, std::string>> best;
     for (const auto& nodeSpec : state().cluster().nodes) {
       if (!contains(allowed, nodeSpec.name)) continue;
       const NodeRuntime& node = state().nodes.at(nodeSpec.name);
@@ -478,11 +634,12 @@ class Decider {
       }
       auto it = used.unitsOfGroup.find(su.sg);
       const int sameGroup = it == used.unitsOfGroup.end() ? 0 : it->second;
-      auto score = std::tuple(sameGroup, nodeSpec.name == su.avoidNode ? 1 : 0, used.units, nodeSpec.name);
+      auto score = std::tuple(sameGroup, holdsSaveOf(su, nodeSpec.name) ? 0 : 1, nodeSpec.name == su.avoidNode ? 1 : 0,
+                              used.units, nodeSpec.name);
       if (!best || score < *best) best = score;
     }
     if (!best) return std::nullopt;
-    return std::get<3>(*best);
+    return std::get<4>(*best);
   }
 
   // ---- Assignments ----------------------------------------------------------------------------
@@ -495,14 +652,14 @@ class Decider {
     for (const auto& vm : state().suSpec(su.name).vms) {
       if (state().vms.at(vm.name).failure) return false;
     }
-    return true;
+    return !suHeldByOperator(state(), su);
   }
 
   // A unit that holds assignments and is only briefly unreachable keeps them: one restarting in
   // place (SA Forum AMF restart), or one on a host whose node manager is within its restart grace
   // (nothing moves while amfd restarts).
   bool keeps(const SuRuntime& su) const {
-    if (su.oper != OperState::kEnabled || su.node.empty()) return false;
+    if (su.oper != OperState::kEnabled || su.node.empty() || suHeldByOperator(state(), su)) return false;
     const NodeStatus host = state().nodes.at(su.node).status;
     const PresenceState presence = suPresence(state(), su);
     const bool restarting = host == NodeStatus::kUp && presence == PresenceState::kRestarting;
@@ -574,8 +731,9 @@ class Decider {
       const SuRuntime& su = state().sus.at(a.su);
       if (!serving(su)) {
         // A unit that failed or is gone: its assignment ends once its VMs certainly do not run.
-        // Until then it still counts as active (a hung VM may still be serving).
-        if (suCertainlyDown(state(), su)) emit(RemoveAssignment{a.su, siName});
+        // Until then it still counts as active (a hung VM may still be serving). A paused unit
+        // keeps its assignments: it may resume holding them.
+        if (suCertainlyDown(state(), su) || stoppedByOperator(su, a)) emit(RemoveAssignment{a.su, siName});
         continue;
       }
       const bool wantActive = contains(target.active, a.su);
@@ -634,6 +792,17 @@ class Decider {
       const bool impossible = !serving(state().sus.at(si.preferredActive));
       if (done || impossible) emit(SetPreferredActive{siName, ""});
     }
+  }
+
+  // An assignment that cannot be active (standby, or quiesced and confirmed) of a unit one of whose
+  // VMs an operator stopped: it goes once that VM is stopped, as for a unit certainly down.
+  bool stoppedByOperator(const SuRuntime& su, const Assignment& a) const {
+    if (a.ha != HaState::kStandby && !(a.ha == HaState::kQuiesced && a.acked)) return false;
+    for (const auto& spec : state().suSpec(su.name).vms) {
+      const VmRuntime& vm = state().vms.at(spec.name);
+      if (vm.hold != VmHold::kNone && vm.presence == PresenceState::kUninstantiated) return true;
+    }
+    return false;
   }
 
   // The other units that may still hold `si` active: active or quiescing, or told to quiesce and

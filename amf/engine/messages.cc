@@ -38,7 +38,40 @@ std::string word(NodeStatus status) {
   return "fencing";
 }
 
+constexpr std::pair<RestartMethod, std::string_view> kRestartMethods[] = {
+    {RestartMethod::kRecreate, "recreate"}, {RestartMethod::kReboot, "reboot"}, {RestartMethod::kReset, "reset"}};
+constexpr std::pair<VmStopMethod, std::string_view> kVmStopMethods[] = {
+    {VmStopMethod::kShutdown, "shutdown"}, {VmStopMethod::kDestroy, "destroy"}, {VmStopMethod::kSuspend, "suspend"}};
+
+std::string describeRestart(const RestartVm& a) {
+  switch (a.method) {
+    case RestartMethod::kReboot:
+      return "reboot vm/" + a.vm + (a.counted ? "" : " (operator)");
+    case RestartMethod::kReset:
+      return "reset vm/" + a.vm + (a.counted ? "" : " (operator)");
+    case RestartMethod::kRecreate:
+      break;
+  }
+  return "restart vm/" + a.vm + (a.counted ? "" : " (admin)");
+}
+
+std::string describeStop(const StopVm& a) {
+  if (a.node.empty()) return "hold vm/" + a.vm + " stopped (operator)";
+  switch (a.method) {
+    case VmStopMethod::kShutdown:
+      return "shut down vm/" + a.vm + " on " + a.node + " (operator)";
+    case VmStopMethod::kSuspend:
+      return "suspend vm/" + a.vm + " on " + a.node + " (operator)";
+    case VmStopMethod::kDestroy:
+      break;
+  }
+  return "stop vm/" + a.vm + " on " + a.node + " (operator)";
+}
+
 }  // namespace
+
+model::WordTable<RestartMethod> enumWords(RestartMethod) { return kRestartMethods; }
+model::WordTable<VmStopMethod> enumWords(VmStopMethod) { return kVmStopMethods; }
 
 bool ConfigChange::operator==(const ConfigChange& other) const {
   return id == other.id && from == other.from && baseGeneration == other.baseGeneration &&
@@ -60,7 +93,7 @@ std::string describe(const Action& action) {
           [](const StartFence& a) { return "fence " + a.node; },
           [](const StartSu& a) { return "start su/" + a.su + " on " + a.node; },
           [](const StopSu& a) { return "stop su/" + a.su; },
-          [](const RestartVm& a) { return "restart vm/" + a.vm + (a.counted ? "" : " (admin)"); },
+          [](const RestartVm& a) { return describeRestart(a); },
           [](const RestartSu& a) { return "restart su/" + a.su + (a.counted ? "" : " (admin)"); },
           [](const FailoverSu& a) { return "failover su/" + a.su + (a.nodeLevel ? " (node failover)" : ""); },
           [](const SetNodeOper& a) { return "node " + a.node + " " + std::string(toWord(a.oper)); },
@@ -81,6 +114,11 @@ std::string describe(const Action& action) {
             for (const auto& problem : a.problems) text += " " + problem + ";";
             if (!a.problems.empty()) text.pop_back();
             return text;
+          },
+          [](const StopVm& a) { return describeStop(a); },
+          [](const StartVm& a) { return "start vm/" + a.vm + (a.node.empty() ? "" : " on " + a.node) + " (operator)"; },
+          [](const SetVmPaused& a) {
+            return std::string(a.paused ? "pause" : "resume") + " vm/" + a.vm + " on " + a.node;
           },
       },
       action);

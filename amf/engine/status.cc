@@ -82,12 +82,23 @@ json statusDocument(const ClusterState& s, const View& view) {
   }
   json vms = json::array();
   for (const auto& [name, vm] : s.vms) {
+    const std::string operatorState = vmOperatorWord(vm);
     vms.push_back({{"name", name},
                    {"su", vm.su},
                    {"node", nameOrNull(vm.node)},
                    {"presence", model::toWord(vm.presence)},
-                   {"failure", vm.failure ? json(failureWord(*vm.failure)) : json(nullptr)}});
+                   {"failure", vm.failure ? json(failureWord(*vm.failure)) : json(nullptr)},
+                   {"admin", nameOrNull(operatorState)}});
     if (vm.failure) problems.push_back("vm/" + name + " failed (" + failureWord(*vm.failure) + "), recovery pending");
+  }
+  // VMs an operator paused or stopped keep their unit out of service; a locked unit is out of
+  // service anyway, so only those of unlocked units are a problem.
+  for (const auto& [name, vm] : s.vms) {
+    const std::string operatorState = vmOperatorWord(vm);
+    if (operatorState.empty() || s.sus.at(vm.su).admin != AdminState::kUnlocked) continue;
+    const std::string undo = vm.paused ? "vm resume" : "vm start";
+    problems.push_back("vm/" + name + " is " + operatorState + " by an operator: su/" + vm.su + " is out of service (" +
+                       undo + " vm/" + name + ")");
   }
   json sgs = json::array();
   for (const auto& [name, sg] : s.sgs) {

@@ -9,12 +9,13 @@ namespace {
 
 using engine::ClusterState;
 using model::PresenceState;
+using vmm::Done;
 
 }  // namespace
 
 LocalAgent::LocalAgent(std::string node, int nodeId, Scheduler& scheduler, vmm::Hypervisor& hypervisor,
                        vmm::GuestChannel& guests, cluster::FenceAgent& fence,
-                       std::function<const engine::ClusterState*()> state, Reporter report)
+                       std::function<const engine::ClusterState*()> state, Reporter report, VmOperationLimits limits)
     : node_(std::move(node)),
       nodeId_(nodeId),
       scheduler_(scheduler),
@@ -22,7 +23,8 @@ LocalAgent::LocalAgent(std::string node, int nodeId, Scheduler& scheduler, vmm::
       guests_(guests),
       fence_(fence),
       state_(std::move(state)),
-      report_(std::move(report)) {
+      report_(std::move(report)),
+      limits_(limits) {
   hypervisor_.setListener(this);
   guests_.setListener(this);
 }
@@ -64,10 +66,24 @@ void LocalAgent::onDecision(const engine::Decision& decision) {
                      if (!known(a.su)) return;
                      for (const auto& vm : s->suSpec(a.su).vms) stopVm(vm.name);
                    },
-                   [&](const engine::RestartVm& a) { restartVm(a.vm); },
+                   [&](const engine::RestartVm& a) { restartVm(a.vm, a.method); },
                    [&](const engine::RestartSu& a) {
                      if (!known(a.su)) return;
-                     for (const auto& vm : s->suSpec(a.su).vms) restartVm(vm.name);
+                     for (const auto& vm : s->suSpec(a.su).vms) restartVm(vm.name, engine::RestartMethod::kRecreate);
+                   },
+                   [&](const engine::StopVm& a) {
+                     if (a.node == node_) operatorStop(a);
+                   },
+                   [&](const engine::StartVm& a) {
+                     if (a.node == node_) startVm(a.vm, [] {});
+                   },
+                   [&](const engine::SetVmPaused& a) {
+                     if (a.node != node_ || !mine(a.vm)) return;
+                     if (a.paused) {
+                       pauseVm(a.vm);
+                     } else {
+                       resumeVm(a.vm);
+                     }
                    },
                    [&](const engine::SetHa& a) {
                      if (known(a.su) && s->sus.at(a.su).node == node_) assignUnit(a.su, a.si, a.ha);
@@ -103,7 +119,11 @@ void LocalAgent::onReport(const engine::Report& report) {
   const ClusterState* s = state();
   auto vm = s->vms.find(started->vm);
   if (vm == s->vms.end()) return;  // removed by a configuration change since
-  const std::string& su = vm->second.su;
+  tellUnconfirmed(vm->second.su);
+}
+
+void LocalAgent::tellUnconfirmed(const std::string& su) {
+  const ClusterState* s = state();
   for (const auto& [name, si] : s->sis) {
     for (const auto& a : si.assignments) {
       if (a.su == su && !a.acked) assignUnit(su, name, a.ha);
@@ -117,27 +137,49 @@ void LocalAgent::resume() {
     if (su.node != node_) continue;
     bool starting = false;
     for (const auto& vm : s->suSpec(name).vms) {
-      const auto presence = s->vms.at(vm.name).presence;
-      if (presence == PresenceState::kTerminating) stopVm(vm.name);
+      const engine::VmRuntime& runtime = s->vms.at(vm.name);
+      const auto presence = runtime.presence;
+      if (presence == PresenceState::kTerminating) {
+        // A managed save that ended while nobody watched: the VM no longer runs, it is saved.
+        if (runtime.hold == engine::VmHold::kSuspended && !lastRunning_.contains(vm.name)) {
+          report_(engine::VmStopped{vm.name, node_});
+        } else {
+          stopVm(vm.name);
+        }
+      }
+      if (presence == PresenceState::kInstantiated) reconcilePause(vm.name, runtime);
       starting = starting || presence == PresenceState::kInstantiating || presence == PresenceState::kRestarting;
     }
     if (starting) startUnit(name, 0);
-    for (const auto& [siName, si] : s->sis) {
-      for (const auto& a : si.assignments) {
-        if (a.su == name && !a.acked) assignUnit(name, siName, a.ha);
-      }
-    }
+    tellUnconfirmed(name);
   }
+  reportedIn_ = true;
+}
+
+void LocalAgent::reconcilePause(const std::string& vm, const engine::VmRuntime& runtime) {
+  if (runtime.paused) {
+    if (!pausedHere_.contains(vm)) pauseVm(vm);
+    return;
+  }
+  if (runtime.failure) return;  // (an I/O error may have paused it: its recovery decides)
+  // Its heartbeats are watched again already (reportIn); the resume is a no-op for a running VM.
+  if (!reportedIn_ || pausedHere_.erase(vm) > 0) hypervisor_.resume(vm, [](Status) {});
 }
 
 void LocalAgent::startUnit(const std::string& su, int fromBootOrder) {
   const ClusterState* s = state();
   if (!s->sus.contains(su)) return;  // removed by a configuration change since its start began
   // The VMs of the lowest boot order not started yet; the next order starts when they all ran.
+  // VMs the state does not start here (held stopped by an operator, or running) are left out.
   std::vector<std::string> batch;
   int order = -1;
   for (const auto& vm : s->suSpec(su).vms) {
     if (vm.bootOrder < fromBootOrder) continue;
+    const engine::VmRuntime& runtime = s->vms.at(vm.name);
+    if (runtime.node != node_ ||
+        (runtime.presence != PresenceState::kInstantiating && runtime.presence != PresenceState::kRestarting)) {
+      continue;
+    }
     if (order == -1 || vm.bootOrder < order) {
       order = vm.bootOrder;
       batch.clear();
@@ -164,56 +206,159 @@ void LocalAgent::startVm(const std::string& vm, std::function<void()> then) {
   }
   if (!starting_.insert(vm).second) return;  // already being started (its completion reports)
   const auto& watchdog = s->sgSpec(s->sus.at(runtime.su).sg).health.watchdog;
-  hypervisor_.start(s->vmSpec(vm), watchdog, guarded([this, vm, then = std::move(then)](Status status) {
-                      starting_.erase(vm);
-                      // Unwanted once stopped, and once removed by a configuration change after its stop.
-                      const auto now = state()->vms.find(vm);
-                      const bool wanted = now != state()->vms.end() && now->second.node == node_ &&
-                                          (now->second.presence == PresenceState::kInstantiating ||
-                                           now->second.presence == PresenceState::kRestarting ||
-                                           now->second.presence == PresenceState::kInstantiated);
-                      if (status.ok() && !wanted) {
-                        // The cluster stopped wanting it while it started: it must not run.
-                        hypervisor_.destroy(vm, [](Status) {});
-                        then();
-                        return;
-                      }
-                      if (status.ok()) {
-                        ++startsCompleted_;
-                        failed_.erase(vm);
-                        watch(vm);
-                        report_(engine::VmStarted{vm, node_});
-                      } else {
-                        report_(engine::VmStartFailed{vm, node_, status.error().message});
-                      }
-                      then();
-                    }));
+  Done completed = guarded([this, vm, then = std::move(then)](Status status) {
+    starting_.erase(vm);
+    // Unwanted once stopped, and once removed by a configuration change after its stop.
+    const auto now = state()->vms.find(vm);
+    const bool wanted =
+        now != state()->vms.end() && now->second.node == node_ &&
+        (now->second.presence == PresenceState::kInstantiating || now->second.presence == PresenceState::kRestarting ||
+         now->second.presence == PresenceState::kInstantiated);
+    if (status.ok() && !wanted) {
+      // The cluster stopped wanting it while it started: it must not run.
+      hypervisor_.destroy(vm, [](Status) {});
+      then();
+      return;
+    }
+    if (status.ok()) {
+      ++startsCompleted_;
+      failed_.erase(vm);
+      watch(vm);
+      report_(engine::VmStarted{vm, node_});
+    } else {
+      report_(engine::VmStartFailed{vm, node_, status.error().message});
+    }
+    then();
+  });
+  if (runtime.savedOn != node_ || runtime.presence != PresenceState::kInstantiating) {
+    hypervisor_.start(s->vmSpec(vm), watchdog, std::move(completed));
+    return;
+  }
+  // Suspended here by an operator: restored as it was. A managed save that is gone or cannot be
+  // restored is given up: the VM boots afresh (start() discards what is left of it).
+  hypervisor_.restore(vm, limits_.suspendTimeout,
+                      guarded([this, vm, spec = s->vmSpec(vm), watchdog, completed](Status status) mutable {
+                        if (status.ok()) return completed(std::move(status));
+                        hypervisor_.start(spec, watchdog, std::move(completed));
+                      }));
 }
 
 void LocalAgent::stopVm(const std::string& vm) {
   if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kTerminating) return;
+  if (suspending_.contains(vm)) return;  // its managed save is under way and reports
+  if (state()->vms.at(vm).hold == engine::VmHold::kSuspended) return suspendVm(vm);
   guests_.unwatch(vm);
-  hypervisor_.destroy(vm, guarded([this, vm](Status status) {
-                        if (status.ok()) {
-                          failed_.erase(vm);
-                          report_(engine::VmStopped{vm, node_});
-                        } else {
-                          report_(engine::VmStopFailed{vm, node_, status.error().message});
-                        }
+  hypervisor_.destroy(vm, guarded([this, vm](Status status) { stopped(vm, status); }));
+}
+
+void LocalAgent::stopped(const std::string& vm, const Status& status) {
+  if (status.ok()) {
+    failed_.erase(vm);
+    report_(engine::VmStopped{vm, node_});
+  } else {
+    report_(engine::VmStopFailed{vm, node_, status.error().message});
+  }
+}
+
+void LocalAgent::restartVm(const std::string& vm, engine::RestartMethod method) {
+  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kRestarting) return;
+  guests_.unwatch(vm);
+  auto recreate = [this, vm] {
+    hypervisor_.destroy(vm, guarded([this, vm](Status status) {
+                          if (!status.ok()) {
+                            // It may still run: only fencing its host makes that certain.
+                            report_(engine::VmStopFailed{vm, node_, status.error().message});
+                            return;
+                          }
+                          startVm(vm, [] {});
+                        }));
+  };
+  const std::uint64_t restart = ++restarts_[vm];
+  if (method == engine::RestartMethod::kRecreate) return recreate();
+  // In place: the guest restarts and QEMU runs on. Its first heartbeat may take a boot's time again
+  // (watched anew once it has restarted). A hypervisor that cannot do it restarts the VM the usual
+  // way. A later restart of the VM (its unit's, say) supersedes this one's outcome.
+  Done done = guarded([this, vm, recreate, restart](Status status) {
+    if (restarts_[vm] != restart || !mine(vm) || state()->vms.at(vm).presence != PresenceState::kRestarting) return;
+    if (!status.ok()) return recreate();
+    restarted(vm);
+  });
+  if (method == engine::RestartMethod::kReboot) {
+    hypervisor_.reboot(vm, limits_.rebootGrace, std::move(done));
+  } else {
+    hypervisor_.reset(vm, std::move(done));
+  }
+}
+
+void LocalAgent::restarted(const std::string& vm) {
+  ++startsCompleted_;
+  failed_.erase(vm);
+  watch(vm);
+  report_(engine::VmStarted{vm, node_});
+}
+
+void LocalAgent::operatorStop(const engine::StopVm& stop) {
+  const ClusterState* s = state();
+  auto it = s->vms.find(stop.vm);
+  if (it == s->vms.end()) return;
+  const engine::VmRuntime& vm = it->second;
+  if (vm.node != node_ || vm.presence != PresenceState::kTerminating) {
+    // Not running here: a managed save of it here is what a destroy discards (no report: the
+    // state places nothing here).
+    if (stop.method == engine::VmStopMethod::kDestroy) hypervisor_.destroy(stop.vm, [](Status) {});
+    return;
+  }
+  switch (stop.method) {
+    case engine::VmStopMethod::kShutdown:
+      return shutdownVm(stop.vm);
+    case engine::VmStopMethod::kSuspend:
+      return suspendVm(stop.vm);
+    case engine::VmStopMethod::kDestroy:
+      break;
+  }
+  stopVm(stop.vm);
+}
+
+void LocalAgent::shutdownVm(const std::string& vm) {
+  guests_.unwatch(vm);  // a guest powering off stops its heartbeats: not a hang
+  hypervisor_.shutdown(vm, limits_.shutdownGrace, guarded([this, vm](Status status) { stopped(vm, status); }));
+}
+
+void LocalAgent::suspendVm(const std::string& vm) {
+  if (!suspending_.insert(vm).second) return;
+  guests_.unwatch(vm);
+  hypervisor_.suspend(vm, limits_.suspendTimeout, guarded([this, vm](Status status) {
+                        suspending_.erase(vm);
+                        if (status.ok()) return stopped(vm, status);
+                        // No managed save: the VM is destroyed instead. It stays stopped, and boots
+                        // afresh on `vm start`.
+                        hypervisor_.destroy(vm, guarded([this, vm](Status destroyed) { stopped(vm, destroyed); }));
                       }));
 }
 
-void LocalAgent::restartVm(const std::string& vm) {
-  if (!mine(vm) || state()->vms.at(vm).presence != PresenceState::kRestarting) return;
-  guests_.unwatch(vm);
-  hypervisor_.destroy(vm, guarded([this, vm](Status status) {
-                        if (!status.ok()) {
-                          // It may still run: only fencing its host makes that certain.
-                          report_(engine::VmStopFailed{vm, node_, status.error().message});
-                          return;
-                        }
-                        startVm(vm, [] {});
-                      }));
+void LocalAgent::pauseVm(const std::string& vm) {
+  pausedHere_.insert(vm);
+  guests_.unwatch(vm);  // a paused guest sends no heartbeats: not a hang
+  hypervisor_.pause(vm, guarded([this, vm](Status status) {
+                      if (status.ok()) return;
+                      // It runs on: watched again, so that a hang of it is still seen.
+                      if (mine(vm) && state()->vms.at(vm).presence == PresenceState::kInstantiated) watch(vm);
+                    }));
+}
+
+void LocalAgent::resumeVm(const std::string& vm) {
+  pausedHere_.erase(vm);
+  hypervisor_.resume(
+      vm, guarded([this, vm](Status) {
+        const ClusterState* s = state();
+        if (!mine(vm) || s->vms.at(vm).presence != PresenceState::kInstantiated || s->vms.at(vm).paused) {
+          return;
+        }
+        // Watched again whatever the outcome (with the first heartbeat's grace): a
+        // guest that does not run on is found hung. Told what it missed while paused.
+        watch(vm);
+        tellUnconfirmed(s->vms.at(vm).su);
+      }));
 }
 
 void LocalAgent::assignUnit(const std::string& su, const std::string& si, model::HaState ha) {
@@ -255,8 +400,9 @@ void LocalAgent::reportIn() {
       if (s->vms.contains(vm)) ours.push_back(vm);
     }
     std::sort(ours.begin(), ours.end());
+    lastRunning_ = std::set<std::string>(ours.begin(), ours.end());
     for (const auto& vm : ours) {
-      if (mine(vm)) watch(vm);
+      if (mine(vm) && !s->vms.at(vm).paused) watch(vm);  // a paused guest sends no heartbeats
     }
     report_(engine::AgentUp{node_, ours});
     for (const auto& [vm, kind] : failed_) {

@@ -25,7 +25,7 @@ NodeManager::NodeManager(std::string nodeName, NodeManagerDeps deps, std::option
   agent_ = std::make_unique<LocalAgent>(
       name_, view_.self, *deps_.scheduler, *deps_.hypervisor, *deps_.guests, *deps_.fence,
       [this]() -> const engine::ClusterState* { return state_ ? &*state_ : nullptr; },
-      [this](engine::Report report) { send(engine::Envelope(std::move(report))); });
+      [this](engine::Report report) { send(engine::Envelope(std::move(report))); }, deps_.vmLimits);
 }
 
 NodeManager::~NodeManager() {

@@ -186,6 +186,19 @@ void printStatusTable(const Json& doc, std::ostream& out) {
     for (const auto& si : sis) table.add({field(si, "name"), field(si, "sg"), field(si, "admin"), assignments(si)});
     printIndented(table, out);
   }
+
+  // VMs an operator paused or stopped (VM operations), only when there are any.
+  Table held({"VM", "SU", "HOST", "PRESENCE", "ADMIN"});
+  bool anyHeld = false;
+  for (const auto& vm : items(doc, "vms")) {
+    if (!member(vm, "admin").is_string()) continue;
+    anyHeld = true;
+    held.add({field(vm, "name"), field(vm, "su"), field(vm, "node"), field(vm, "presence"), field(vm, "admin")});
+  }
+  if (anyHeld) {
+    out << "\nVMS HELD BY AN OPERATOR\n";
+    printIndented(held, out);
+  }
 }
 
 // --- get
@@ -245,10 +258,10 @@ Table tableOf(const KindWords& kind, const std::vector<const Json*>& objects) {
     }
     return table;
   }
-  Table table({"NAME", "SU", "HOST", "PRESENCE", "FAILURE"});
+  Table table({"NAME", "SU", "HOST", "PRESENCE", "FAILURE", "ADMIN"});
   for (const Json* vm : objects) {
-    table.add(
-        {field(*vm, "name"), field(*vm, "su"), field(*vm, "node"), field(*vm, "presence"), field(*vm, "failure")});
+    table.add({field(*vm, "name"), field(*vm, "su"), field(*vm, "node"), field(*vm, "presence"), field(*vm, "failure"),
+               field(*vm, "admin")});
   }
   return table;
 }

@@ -23,6 +23,8 @@ int run(int argc, char** argv) {
   options.libvirt.domain.agentSocketDir = "/run/kvm-amf/agents";
   long firstHeartbeatS = 120;
   long corosyncWaitS = 30;
+  long shutdownGraceS = 60;
+  long rebootGraceS = 60;
   app.add_option("--node", options.node, "this host's name in the Cluster document")->required();
   app.add_option("--config", options.configFiles, "the cluster's YAML files")->required();
   app.add_option("--state-dir", options.stateDir, "where the replicated state is kept")->capture_default_str();
@@ -39,6 +41,10 @@ int run(int argc, char** argv) {
   app.add_option("--first-heartbeat", firstHeartbeatS, "seconds a guest may take to its first heartbeat")
       ->capture_default_str();
   app.add_option("--corosync-wait", corosyncWaitS, "seconds to wait for Corosync at start")->capture_default_str();
+  app.add_option("--vm-shutdown-grace", shutdownGraceS, "seconds a guest may take to power off on vm shutdown")
+      ->capture_default_str();
+  app.add_option("--vm-reboot-grace", rebootGraceS, "seconds a guest may take to reboot on vm reboot before a reset")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // Log lines start with the time (UTC, milliseconds), as journals and log collectors expect.
   options.log = [](const std::string& line) {
@@ -52,6 +58,8 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "%s.%03lldZ amfd: %s\n", stamp, static_cast<long long>(ms), line.c_str());
   };
   options.firstHeartbeatTimeout = std::chrono::seconds(firstHeartbeatS);
+  options.vmLimits.shutdownGrace = std::chrono::seconds(shutdownGraceS);
+  options.vmLimits.rebootGrace = std::chrono::seconds(rebootGraceS);
 
   // SIGTERM and SIGINT end amfd cleanly (the VMs keep running); read on the loop.
   sigset_t signals;

@@ -54,7 +54,7 @@ std::chrono::milliseconds since(Clock::time_point start) {
 
 // The example cluster in a running state: node1 and node2 up (node1 directs), node3 lost with a
 // failing fence agent; mme's pair placed (the standby not yet confirmed), lb on two of its three
-// hosts with a crashed VM, sgw-1 locked, oam and sgw unassigned.
+// hosts with a crashed VM, sgw-1 locked, sgw-2's VM stopped by an operator, oam and sgw unassigned.
 json exampleStatus() {
   config::LoadResult loaded =
       config::loadConfigurationFiles({example("cluster.yaml"), example("sg-mme.yaml"), example("sg-sgw.yaml"),
@@ -79,6 +79,7 @@ json exampleStatus() {
   place("lb-2", "lb-2-vm", "node2");
   s.vms["lb-2-vm"].failure = engine::FailureKind::kCrash;
   s.sus["sgw-1"].admin = model::AdminState::kLocked;
+  s.vms["sgw-2-vm"].hold = engine::VmHold::kStopped;
   s.sis["mme-si"].assignments = {{"mme-a", model::HaState::kActive, true}, {"mme-b", model::HaState::kStandby, false}};
   s.sis["lb-si"].assignments = {{"lb-1", model::HaState::kActive, true}, {"lb-2", model::HaState::kActive, true}};
 
@@ -243,6 +244,9 @@ TEST_F(AdminClusterTest, StatusShowsQuorumProblemsFirstHostsAndUnits) {
   EXPECT_TRUE(contains(out, "  node/node3 is lost: fence agent failed: exit 1\n")) << out;
   EXPECT_TRUE(contains(out, "  si/oam-si is not served: no active assignment\n")) << out;
   EXPECT_TRUE(contains(out, "  vm/lb-2-vm failed (crash), recovery pending\n")) << out;
+  EXPECT_TRUE(
+      contains(out, "  vm/sgw-2-vm is stopped by an operator: su/sgw-2 is out of service (vm start vm/sgw-2-vm)\n"))
+      << out;
 
   // Hosts: membership, amfd, status, and their states only when unusual.
   EXPECT_EQ(lineStarting(out, "  NODE"), "  NODE   ID  MEMBER  AMFD  STATUS  STATE");
@@ -266,6 +270,14 @@ TEST_F(AdminClusterTest, StatusShowsQuorumProblemsFirstHostsAndUnits) {
   EXPECT_TRUE(contains(lineStarting(out, "  mme-si "), "mme-a=active, mme-b=standby (unconfirmed)")) << out;
   EXPECT_TRUE(contains(lineStarting(out, "  lb-si "), "lb-1=active, lb-2=active")) << out;
   EXPECT_TRUE(lineStarting(out, "  oam-si ").ends_with("unlocked  -")) << out;
+
+  // Last, the VMs an operator paused or stopped, and only those.
+  const auto held = out.find("\nVMS HELD BY AN OPERATOR\n");
+  ASSERT_NE(held, std::string::npos) << out;
+  EXPECT_LT(sis, held);
+  EXPECT_EQ(lineStarting(out.substr(held), "  VM "), "  VM        SU     HOST  PRESENCE        ADMIN");
+  EXPECT_EQ(lineStarting(out.substr(held), "  sgw-2-vm "), "  sgw-2-vm  sgw-2  -     uninstantiated  stopped");
+  EXPECT_EQ(lines(out.substr(held + 1)).size(), 3u) << out;
 
   std::vector<Request> requests = amfd_.requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -329,6 +341,10 @@ TEST_F(AdminClusterTest, GetListsOneKind) {
     EXPECT_EQ(lines(k.out).size(), document_[kind].size() + 1) << k.out;
   }
   EXPECT_TRUE(contains(lineStarting(run({"get", "vm"}).out, "lb-2-vm "), "crash"));
+  const std::string vms = run({"get", "vms"}).out;
+  EXPECT_TRUE(lines(vms)[0].ends_with("  FAILURE  ADMIN")) << vms;
+  EXPECT_TRUE(lineStarting(vms, "sgw-2-vm ").ends_with("  stopped")) << vms;
+  EXPECT_TRUE(lineStarting(vms, "mme-a-vm ").ends_with("  -")) << vms;
 
   Invocation machine = run({"get", "sis", "-o", "json"});
   ASSERT_EQ(machine.code, kExitOk) << machine.err;

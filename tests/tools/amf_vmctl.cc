@@ -6,7 +6,7 @@
 //
 // Commands on standard input, one a line; VMs are named as in the configuration:
 //   start VM | destroy VM | shutdown VM GRACE_MS | pause VM | resume VM | suspend VM | restore VM
-//   reboot VM | reset VM | list | stats | fds | guest VM | watch VM | unwatch VM
+//   reboot VM GRACE_MS | reset VM | list | stats | fds | guest VM | watch VM | unwatch VM
 //   assign VM SI active|standby|quiesced [KEY=VALUE...] | unassign VM SI
 //   migrate VM DEST_URI MIGRATION_URI|- DEST_AGENT_DIR|- [MAX_DOWNTIME_MS BANDWIDTH_MIBPS TIMEOUT_MS]
 //   quit
@@ -16,7 +16,7 @@
 //   {"ev": "hung"|"unhealthy"|"heartbeat"|"hello"|"rebooted"|"announced"|"progress", "vm": VM, ...}
 // `start`, `restore`, `resume`, `reboot` and `reset` (re)start the watch of the VM's heartbeat when
 // its service group has one (with the first heartbeat's grace); `destroy`, `shutdown`, `suspend`
-// and `pause` end it. End of input is `quit`.
+// and `pause` end it, and so does `reboot` until the guest has restarted. End of input is `quit`.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -139,7 +139,9 @@ class Controller : public vmm::HypervisorListener,
       if (!needVm(1)) return true;
       hypervisor_.restore(vm, Duration(60'000), watchAfter(vm, replyTo()));
     } else if (verb == "reboot") {
-      if (needVm(1)) hypervisor_.reboot(vm, watchAfter(vm, replyTo()));
+      if (!needVm(2)) return true;
+      guests_.unwatch(vm);
+      hypervisor_.reboot(vm, Duration(std::stoll(words[2])), watchAfter(vm, replyTo()));
     } else if (verb == "reset") {
       if (needVm(1)) hypervisor_.reset(vm, watchAfter(vm, replyTo()));
     } else if (verb == "watch") {

@@ -35,6 +35,7 @@ class FileHost : public vmm::Hypervisor, public vmm::GuestChannel {
   void start(const model::VmSpec& spec, const std::optional<model::WatchdogSpec>&, vmm::Done done) override {
     later(vmStart_, [this, vm = spec.name, done = std::move(done)] {
       ::mkdir(dir_.c_str(), 0755);
+      ::unlink((path(vm) + ".saved").c_str());  // a fresh start discards a managed save
       std::ofstream(path(vm)) << scheduler_.now().count() << "\n";
       observer_(vm, true);
       done(Status::success());
@@ -43,6 +44,7 @@ class FileHost : public vmm::Hypervisor, public vmm::GuestChannel {
   void destroy(const std::string& vm, vmm::Done done) override {
     later(Duration(100), [this, vm, done = std::move(done)] {
       if (::unlink(path(vm).c_str()) == 0) observer_(vm, false);
+      ::unlink((path(vm) + ".saved").c_str());
       done(Status::success());
     });
   }
@@ -51,13 +53,38 @@ class FileHost : public vmm::Hypervisor, public vmm::GuestChannel {
       std::vector<std::string> names;
       if (DIR* d = ::opendir(dir_.c_str())) {
         while (dirent* entry = ::readdir(d)) {
-          if (entry->d_name[0] != '.') names.emplace_back(entry->d_name);
+          const std::string name = entry->d_name;
+          if (name[0] != '.' && !name.ends_with(".saved")) names.push_back(name);
         }
         ::closedir(d);
       }
       done(names);
     });
   }
+
+  // The VM operations: a shutdown or suspend stops the VM as destroy does (a suspended VM's file is
+  // kept aside and put back by restore); pause, resume, reboot and reset change nothing here.
+  void shutdown(const std::string& vm, Duration, vmm::Done done) override { destroy(vm, std::move(done)); }
+  void pause(const std::string&, vmm::Done done) override { succeedLater(std::move(done)); }
+  void resume(const std::string&, vmm::Done done) override { succeedLater(std::move(done)); }
+  void suspend(const std::string& vm, Duration, vmm::Done done) override {
+    later(Duration(100), [this, vm, done = std::move(done)] {
+      if (::rename(path(vm).c_str(), (path(vm) + ".saved").c_str()) == 0) observer_(vm, false);
+      done(Status::success());
+    });
+  }
+  void restore(const std::string& vm, Duration, vmm::Done done) override {
+    later(vmStart_, [this, vm, done = std::move(done)] {
+      if (::rename((path(vm) + ".saved").c_str(), path(vm).c_str()) != 0) {
+        done(Error{"restore of " + vm + ": it has no managed save image"});
+        return;
+      }
+      observer_(vm, true);
+      done(Status::success());
+    });
+  }
+  void reboot(const std::string&, Duration, vmm::Done done) override { succeedLater(std::move(done)); }
+  void reset(const std::string&, vmm::Done done) override { succeedLater(std::move(done)); }
 
   void setListener(vmm::GuestListener*) override {}
   void watch(const std::string&, const model::HeartbeatSpec&) override {}
@@ -72,6 +99,9 @@ class FileHost : public vmm::Hypervisor, public vmm::GuestChannel {
 
  private:
   std::string path(const std::string& vm) const { return dir_ + "/" + vm; }
+  void succeedLater(vmm::Done done) {
+    later(Duration(5), [done = std::move(done)] { done(Status::success()); });
+  }
   void later(Duration delay, std::function<void()> fn) {
     scheduler_.after(delay, [alive = alive_, fn = std::move(fn)] {
       if (*alive) fn();

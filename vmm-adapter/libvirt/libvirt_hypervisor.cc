@@ -613,6 +613,86 @@ struct Core : std::enable_shared_from_this<Core> {
         });
   }
 
+  // ---- Reboots (loop thread) ----
+  //
+  // virDomainReboot returns once the guest was asked; the guest then shuts down and resets, which
+  // libvirt reports with its reboot event. reboot() completes on that event, so that the caller
+  // does not take the guest that was asked for the one that booted again (an HA state told to it
+  // in between would be acknowledged and then forgotten).
+
+  struct RebootWait {
+    Done done;
+    bool asked = false;      // virDomainReboot returned
+    bool rebooted = false;   // libvirt's reboot event came
+    bool resetting = false;  // the grace passed: reset, which completes the reboot
+    TimerId graceTimer = 0;
+  };
+  std::map<std::string, std::shared_ptr<RebootWait>> reboots;  // by VM, loop thread only
+
+  void reset(const std::string& vm, Done done) {
+    domainCall(
+        vm, "virDomainReset", options.callTimeout,
+        [vm](virDomainPtr domain) -> Status {
+          if (virDomainReset(domain, 0) < 0) return libvirtError("virDomainReset", vm);
+          return Status::success();
+        },
+        std::move(done));
+  }
+
+  void reboot(const std::string& vm, Duration grace, Done done) {
+    if (reboots.contains(vm)) {
+      answerLater<Status>(std::move(done), Error{"a reboot of " + vm + " is in progress already"});
+      return;
+    }
+    auto wait = std::make_shared<RebootWait>();
+    wait->done = std::move(done);
+    reboots[vm] = wait;
+    domainCall(
+        vm, "virDomainReboot", options.callTimeout,
+        [vm](virDomainPtr domain) -> Status {
+          if (virDomainReboot(domain, 0) < 0) return libvirtError("virDomainReboot", vm);
+          return Status::success();
+        },
+        [this, vm, grace, wait](Status status) {
+          if (!ownsReboot(vm, wait)) return;
+          if (!status.ok() || wait->rebooted) return finishReboot(vm, std::move(status));
+          wait->asked = true;
+          wait->graceTimer = loop.after(grace, [this, flag = alive, vm, wait] {
+            if (!*flag || !ownsReboot(vm, wait)) return;
+            wait->graceTimer = 0;
+            wait->resetting = true;
+            // The guest did not act on the request (no ACPI support, or it is stuck): the reset button.
+            reset(vm, [this, vm, wait](Status outcome) {
+              if (ownsReboot(vm, wait)) finishReboot(vm, std::move(outcome));
+            });
+          });
+        });
+  }
+
+  bool ownsReboot(const std::string& vm, const std::shared_ptr<RebootWait>& wait) const {
+    auto it = reboots.find(vm);
+    return it != reboots.end() && it->second == wait;
+  }
+
+  void finishReboot(const std::string& vm, Status status) {
+    auto it = reboots.find(vm);
+    if (it == reboots.end()) return;
+    std::shared_ptr<RebootWait> wait = it->second;
+    reboots.erase(it);
+    if (wait->graceTimer != 0) loop.cancel(wait->graceTimer);
+    wait->done(std::move(status));
+  }
+
+  // libvirt's reboot event: the guest reset (on its own, asked by reboot(), or by a reset).
+  void onRebootEvent(const std::string& vm) {
+    if (observer != nullptr) observer->onRebooted(vm);
+    auto it = reboots.find(vm);
+    if (it == reboots.end()) return;
+    it->second->rebooted = true;
+    // Before virDomainReboot returned, the event completes the reboot when it does.
+    if (it->second->asked && !it->second->resetting) finishReboot(vm, Status::success());
+  }
+
   // Event thread: a finished job's statistics. Only an outgoing migration's are used: the source
   // domain is gone when migrate()'s call returns, so they cannot be queried then.
   void onJobCompleted(const std::string& vm, const TypedParams& stats) {
@@ -633,9 +713,7 @@ struct Core : std::enable_shared_from_this<Core> {
   }
   static void rebootCallback(virConnectPtr /*conn*/, virDomainPtr dom, void* opaque) {
     if (auto core = fromOpaque(opaque)) {
-      core->onLoop([vm = std::string(virDomainGetName(dom))](Core& c) {
-        if (c.observer != nullptr) c.observer->onRebooted(vm);
-      });
+      core->onLoop([vm = std::string(virDomainGetName(dom))](Core& c) { c.onRebootEvent(vm); });
     }
   }
   static void jobCompletedCallback(virConnectPtr /*conn*/, virDomainPtr dom, virTypedParameterPtr params, int count,
@@ -1264,6 +1342,11 @@ void LibvirtHypervisor::start(const model::VmSpec& spec, const std::optional<mod
         DomainRef domain(virDomainDefineXML(conn->get(), xml.value().c_str()));
         if (domain.get() == nullptr) return libvirtError("virDomainDefineXML", name);
         if (virDomainIsActive(domain.get()) == 1) return Status::success();
+        // A fresh start: virDomainCreate would restore a managed save of it (suspend), which is
+        // restore()'s to do.
+        if (virDomainHasManagedSaveImage(domain.get(), 0) == 1 && virDomainManagedSaveRemove(domain.get(), 0) < 0) {
+          return libvirtError("virDomainManagedSaveRemove", name);
+        }
         if (virDomainCreate(domain.get()) < 0) {
           Error error = libvirtError("virDomainCreate", name);
           // Started meanwhile by someone else: it runs, which is what was asked for.
@@ -1360,25 +1443,11 @@ void LibvirtHypervisor::restore(const std::string& vm, Duration timeout, Done do
       core.afterStarted(vm, std::move(done)), Core::Connection::kOwn);
 }
 
-void LibvirtHypervisor::reboot(const std::string& vm, Done done) {
-  core_->domainCall(
-      vm, "virDomainReboot", core_->options.callTimeout,
-      [vm](virDomainPtr domain) -> Status {
-        if (virDomainReboot(domain, 0) < 0) return libvirtError("virDomainReboot", vm);
-        return Status::success();
-      },
-      std::move(done));
+void LibvirtHypervisor::reboot(const std::string& vm, Duration grace, Done done) {
+  core_->reboot(vm, grace, std::move(done));
 }
 
-void LibvirtHypervisor::reset(const std::string& vm, Done done) {
-  core_->domainCall(
-      vm, "virDomainReset", core_->options.callTimeout,
-      [vm](virDomainPtr domain) -> Status {
-        if (virDomainReset(domain, 0) < 0) return libvirtError("virDomainReset", vm);
-        return Status::success();
-      },
-      std::move(done));
-}
+void LibvirtHypervisor::reset(const std::string& vm, Done done) { core_->reset(vm, std::move(done)); }
 
 void LibvirtHypervisor::stats(std::function<void(Result<std::vector<VmStats>>)> done) { core_->stats(std::move(done)); }
 

@@ -13,14 +13,20 @@ bool SimHost::running(const std::string& vm) const {
   return it != vms_.end() && it->second.running;
 }
 
+bool SimHost::paused(const std::string& vm) const {
+  auto it = vms_.find(vm);
+  return it != vms_.end() && it->second.running && it->second.paused;
+}
+
+bool SimHost::hasManagedSave(const std::string& vm) const {
+  auto it = vms_.find(vm);
+  return it != vms_.end() && it->second.saved.has_value();
+}
+
 void SimHost::start(const model::VmSpec& spec, const std::optional<model::WatchdogSpec>& watchdog, Done done) {
   const std::string name = spec.name;
   const std::uint64_t power = power_;
-  bool fail = false;
-  if (auto& n = failures_[Op::kStart]; n > 0) {
-    --n;
-    fail = true;
-  }
+  const bool fail = takeFailure(Op::kStart);
   const std::uint64_t destroys = vms_[name].destroys;
   scheduler_.after(timing_.vmStart,
                    [this, alive = alive_, name, watchdog, power, fail, destroys, done = std::move(done)] {
@@ -35,35 +41,151 @@ void SimHost::start(const model::VmSpec& spec, const std::optional<model::Watchd
                        return;
                      }
                      if (!vm.running) {
-                       ++vm.incarnation;
-                       vm.running = true;
+                       vm.saved.reset();  // a fresh start: a managed save is discarded
                        vm.ha.clear();
                        vm.watchdog = watchdog;
-                       truth_.onVmRunning(name, node_, true);
-                       setHung(name, vm, false);
+                       startRunning(name, vm);
                      }
                      done(Status::success());
                    });
 }
 
-void SimHost::destroy(const std::string& name, Done done) {
+void SimHost::destroy(const std::string& name, Done done) { stopAfter(name, timing_.vmStop, "stop", std::move(done)); }
+
+void SimHost::shutdown(const std::string& name, Duration grace, Done done) {
+  stopAfter(name, std::min(timing_.vmStop, grace), "shutdown", std::move(done));
+}
+
+bool SimHost::takeFailure(Op op) {
+  auto& n = failures_[op];
+  if (n == 0) return false;
+  --n;
+  return true;
+}
+
+void SimHost::stopAfter(const std::string& name, Duration delay, const std::string& what, Done done) {
   const std::uint64_t power = power_;
   ++vms_[name].destroys;
-  bool fail = false;
-  if (auto& n = failures_[Op::kStop]; n > 0) {
-    --n;
-    fail = true;
-  }
-  scheduler_.after(timing_.vmStop, [this, alive = alive_, name, power, fail, done = std::move(done)] {
+  const bool fail = takeFailure(Op::kStop);
+  scheduler_.after(delay, [this, alive = alive_, name, what, power, fail, done = std::move(done)] {
     if (!*alive || power != power_) return;
     if (fail) {
-      done(Error{"stop of " + name + " failed (injected)"});
+      done(Error{what + " of " + name + " failed (injected)"});
       return;
     }
     auto it = vms_.find(name);
-    if (it != vms_.end() && it->second.running) stopVm(name, it->second);
+    if (it != vms_.end()) {
+      if (it->second.running) stopVm(name, it->second);
+      it->second.saved.reset();
+    }
     done(Status::success());
   });
+}
+
+void SimHost::afterOnVm(const std::string& name, Duration delay, std::function<Status(Vm&)> fn, Done done) {
+  const std::uint64_t power = power_;
+  Vm& vm = vms_[name];
+  if (!vm.running) {
+    scheduler_.after(Duration(0), [name, done = std::move(done)] { done(Error{name + " is not running"}); });
+    return;
+  }
+  const std::uint64_t incarnation = vm.incarnation;
+  scheduler_.after(delay, [this, alive = alive_, name, power, incarnation, fn = std::move(fn), done = std::move(done)] {
+    if (!*alive || power != power_) return;
+    Vm& v = vms_[name];
+    if (v.incarnation != incarnation || !v.running) {
+      done(Error{name + " stopped or restarted meanwhile"});
+      return;
+    }
+    done(fn(v));
+  });
+}
+
+void SimHost::pause(const std::string& name, Done done) {
+  afterOnVm(
+      name, timing_.vmPause,
+      [this, name](Vm& vm) {
+        setPaused(name, vm, true);
+        // Its clock stops: the watchdog does not count while it is paused.
+        if (vm.watchdogTimer) scheduler_.cancel(*vm.watchdogTimer);
+        vm.watchdogTimer.reset();
+        return Status::success();
+      },
+      std::move(done));
+}
+
+void SimHost::resume(const std::string& name, Done done) {
+  afterOnVm(
+      name, timing_.vmPause,
+      [this, name](Vm& vm) {
+        setPaused(name, vm, false);
+        if (vm.hung) armWatchdog(name, vm);
+        return Status::success();
+      },
+      std::move(done));
+}
+
+void SimHost::suspend(const std::string& name, Duration, Done done) {
+  const bool fail = takeFailure(Op::kStop);
+  afterOnVm(
+      name, timing_.vmStop,
+      [this, name, fail](Vm& vm) -> Status {
+        if (fail) return Error{"managed save of " + name + " failed (injected)"};
+        const std::map<std::string, model::HaState> beliefs = vm.ha;
+        stopVm(name, vm);
+        vm.saved = beliefs;
+        return Status::success();
+      },
+      std::move(done));
+}
+
+void SimHost::restore(const std::string& name, Duration, Done done) {
+  const std::uint64_t power = power_;
+  if (!vms_[name].saved) {
+    scheduler_.after(Duration(0), [name, done = std::move(done)] {
+      done(Error{"restore of " + name + ": it has no managed save image"});
+    });
+    return;
+  }
+  const std::uint64_t destroys = vms_[name].destroys;
+  // The memory image is read back: about as long as writing it took.
+  scheduler_.after(timing_.vmStop, [this, alive = alive_, name, power, destroys, done = std::move(done)] {
+    if (!*alive || power != power_) return;
+    Vm& vm = vms_[name];
+    if (vm.destroys != destroys || !vm.saved || vm.running) {
+      done(Error{"restore of " + name + " cancelled: destroyed or started meanwhile"});
+      return;
+    }
+    const std::map<std::string, model::HaState> beliefs = *vm.saved;
+    vm.saved.reset();
+    vm.ha.clear();
+    startRunning(name, vm);
+    for (const auto& [si, ha] : beliefs) {
+      vm.ha[si] = ha;
+      truth_.onGuestHa(name, node_, si, ha);
+    }
+    done(Status::success());
+  });
+}
+
+void SimHost::reboot(const std::string& name, Duration grace, Done done) {
+  resetAfter(name, std::min(timing_.vmStop, grace), std::move(done));  // the guest shuts down first
+}
+
+void SimHost::reset(const std::string& name, Done done) { resetAfter(name, timing_.vmReset, std::move(done)); }
+
+void SimHost::resetAfter(const std::string& name, Duration delay, Done done) {
+  afterOnVm(
+      name, delay,
+      [this, name](Vm& vm) {
+        resetGuest(name, vm);
+        return Status::success();
+      },
+      [this, name, done = std::move(done)](Status status) mutable {
+        if (!status.ok()) return done(std::move(status));
+        afterOnVm(
+            name, timing_.vmStart, [](Vm&) { return Status::success(); }, std::move(done));  // it boots
+      });
 }
 
 void SimHost::listRunning(std::function<void(Result<std::vector<std::string>>)> done) {
@@ -86,17 +208,41 @@ void SimHost::stopVm(const std::string& name, Vm& vm) {
   if (vm.watchdogTimer) scheduler_.cancel(*vm.watchdogTimer);
   vm.hangTimer.reset();
   vm.watchdogTimer.reset();
-  if (vm.hung) {
+  if (vm.hung || vm.paused) {
     vm.hung = false;
+    vm.paused = false;
     truth_.onGuestHung(name, node_, false);
   }
   truth_.onVmRunning(name, node_, false);
 }
 
+void SimHost::startRunning(const std::string& name, Vm& vm) {
+  ++vm.incarnation;
+  vm.running = true;
+  truth_.onVmRunning(name, node_, true);
+  setHung(name, vm, false);
+}
+
+void SimHost::resetGuest(const std::string& name, Vm& vm) {
+  for (const auto& [si, ha] : vm.ha) truth_.onGuestHa(name, node_, si, std::nullopt);
+  vm.ha.clear();
+  ++vm.incarnation;
+  setHung(name, vm, false);
+}
+
+// The truth hears of a guest that does not serve (hung or paused) when that changes.
 void SimHost::setHung(const std::string& name, Vm& vm, bool hung) {
   if (vm.hung == hung) return;
+  const bool before = vm.hung || vm.paused;
   vm.hung = hung;
-  truth_.onGuestHung(name, node_, hung);
+  if ((vm.hung || vm.paused) != before) truth_.onGuestHung(name, node_, !before);
+}
+
+void SimHost::setPaused(const std::string& name, Vm& vm, bool paused) {
+  if (vm.paused == paused) return;
+  const bool before = vm.hung || vm.paused;
+  vm.paused = paused;
+  if ((vm.hung || vm.paused) != before) truth_.onGuestHung(name, node_, !before);
 }
 
 void SimHost::watch(const std::string& name, const model::HeartbeatSpec& heartbeat) {
@@ -183,15 +329,18 @@ void SimHost::hangGuest(const std::string& name) {
   Vm& vm = it->second;
   setHung(name, vm, true);
   armHangDetection(name, vm);
-  if (vm.watchdog && !vm.watchdogTimer) {
-    const std::uint64_t incarnation = vm.incarnation;
-    vm.watchdogTimer = scheduler_.after(vm.watchdog->timeout, [this, alive = alive_, name, incarnation] {
-      if (!*alive) return;
-      Vm& v = vms_[name];
-      v.watchdogTimer.reset();
-      if (v.incarnation == incarnation && v.running && v.hung) fireWatchdog(name);
-    });
-  }
+  if (!vm.paused) armWatchdog(name, vm);
+}
+
+void SimHost::armWatchdog(const std::string& name, Vm& vm) {
+  if (!vm.watchdog || vm.watchdogTimer) return;
+  const std::uint64_t incarnation = vm.incarnation;
+  vm.watchdogTimer = scheduler_.after(vm.watchdog->timeout, [this, alive = alive_, name, incarnation] {
+    if (!*alive) return;
+    Vm& v = vms_[name];
+    v.watchdogTimer.reset();
+    if (v.incarnation == incarnation && v.running && v.hung) fireWatchdog(name);
+  });
 }
 
 void SimHost::fireWatchdog(const std::string& name) {
@@ -200,10 +349,7 @@ void SimHost::fireWatchdog(const std::string& name) {
   if (action == model::WatchdogAction::kPoweroff) stopVm(name, vm);
   if (action == model::WatchdogAction::kReset) {
     // The guest reboots: it runs again, forgets its HA states, and is no longer hung.
-    for (const auto& [si, ha] : vm.ha) truth_.onGuestHa(name, node_, si, std::nullopt);
-    vm.ha.clear();
-    ++vm.incarnation;
-    setHung(name, vm, false);
+    resetGuest(name, vm);
   }
   if (hypervisorListener_) hypervisorListener_->onVmEvent(name, VmEvent::kWatchdog);
 }

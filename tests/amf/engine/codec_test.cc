@@ -109,10 +109,14 @@ StateSnapshot busySnapshot() {
   vmA.presence = PresenceState::kInstantiated;
   vmA.node = "node1";
   vmA.restarts = {3, 7000ms};
+  vmA.paused = true;
   VmRuntime& vmB = state.vms.at("mme-b-vm");
   vmB.presence = PresenceState::kTerminationFailed;
   vmB.node = "node2";
   vmB.failure = FailureKind::kIoError;
+  vmB.hold = VmHold::kSuspended;
+  vmB.savedOn = "node3";
+  state.vms.at("sgw-1-vm").hold = VmHold::kStopped;
 
   SiRuntime& mmeSi = state.sis.at("mme-si");
   mmeSi.assignments = {{"mme-a", HaState::kActive, true}, {"mme-b", HaState::kQuiescing, false}};
@@ -187,6 +191,8 @@ TEST(Codec, DecisionWithEveryActionKindRoundTrips) {
       StartSu{"mme-b", "node3"},
       StopSu{"mme-b"},
       RestartVm{"mme-a-vm", false},
+      RestartVm{"mme-a-vm", false, RestartMethod::kReboot},
+      RestartVm{"mme-a-vm", false, RestartMethod::kReset},
       RestartSu{"sgw-1", true},
       FailoverSu{"sgw-2", true},
       SetNodeOper{"node2", OperState::kDisabled},
@@ -203,6 +209,13 @@ TEST(Codec, DecisionWithEveryActionKindRoundTrips) {
       ConfigReply{5, 2, true, false, 8, {}},
       ConfigReply{6, 1, false, true, 8, {"the configuration is at generation 8, not 7"}},
       ConfigReply{7, 3, false, false, 8, {"su/mme-a is instantiated on node1, so it cannot be removed", "second"}},
+      StopVm{"lb-1-vm", "node3", VmStopMethod::kShutdown},
+      StopVm{"lb-1-vm", "node3", VmStopMethod::kSuspend},
+      StopVm{"lb-1-vm", "", VmStopMethod::kDestroy},
+      StartVm{"lb-1-vm", "node3"},
+      StartVm{"lb-1-vm", ""},
+      SetVmPaused{"lb-1-vm", "node3", true},
+      SetVmPaused{"lb-1-vm", "node3", false},
   };
   std::set<std::size_t> kinds;
   for (const auto& action : decision.actions) kinds.insert(action.index());
@@ -263,11 +276,11 @@ TEST(Codec, StateSnapshotOfAFreshStateAndOfNoStateRoundTrip) {
 
 TEST(Codec, WritesAVersionedMapWithTheMessageType) {
   const Json message = jsonOf(Report{VmFailed{"vm1", "node1", FailureKind::kIoError}});
-  EXPECT_EQ(message, Json::parse(R"({"v": 2, "type": "vm-failed", "vm": "vm1", "node": "node1", "kind": "io-error"})"));
+  EXPECT_EQ(message, Json::parse(R"({"v": 3, "type": "vm-failed", "vm": "vm1", "node": "node1", "kind": "io-error"})"));
 
   const Json decision = jsonOf(
       Decision{1, 1500ms, {SetHa{"su1", "si1", HaState::kActive}, SetAdmin{{Kind::kNode, "n1"}, AdminState::kLocked}}});
-  EXPECT_EQ(decision, Json::parse(R"({"v": 2, "type": "decision", "director": 1, "at": 1500, "actions": [
+  EXPECT_EQ(decision, Json::parse(R"({"v": 3, "type": "decision", "director": 1, "at": 1500, "actions": [
       {"type": "set-ha", "su": "su1", "si": "si1", "ha": "active"},
       {"type": "set-admin", "target": "node/n1", "admin": "locked"}]})"));
 
@@ -280,6 +293,21 @@ TEST(Codec, WritesAVersionedMapWithTheMessageType) {
   EXPECT_EQ(snapshot["state"]["nodes"]["node2"]["status"], "fencing");
   EXPECT_EQ(snapshot["state"]["vms"]["mme-b-vm"]["failure"], "io-error");
   EXPECT_EQ(snapshot["state"]["vms"]["mme-a-vm"]["failure"], nullptr);
+  EXPECT_EQ(snapshot["state"]["vms"]["mme-a-vm"]["paused"], true);
+  EXPECT_EQ(snapshot["state"]["vms"]["mme-a-vm"]["hold"], "none");
+  EXPECT_EQ(snapshot["state"]["vms"]["mme-b-vm"]["hold"], "suspended");
+  EXPECT_EQ(snapshot["state"]["vms"]["mme-b-vm"]["savedOn"], "node3");
+
+  const Json operations =
+      jsonOf(Decision{1,
+                      0ms,
+                      {RestartVm{"vm1", false, RestartMethod::kReboot}, StopVm{"vm1", "n1", VmStopMethod::kSuspend},
+                       StartVm{"vm1", "n1"}, SetVmPaused{"vm1", "n1", true}}});
+  EXPECT_EQ(operations["actions"], Json::parse(R"([
+      {"type": "restart-vm", "vm": "vm1", "counted": false, "method": "reboot"},
+      {"type": "stop-vm", "vm": "vm1", "node": "n1", "method": "suspend"},
+      {"type": "start-vm", "vm": "vm1", "node": "n1"},
+      {"type": "set-vm-paused", "vm": "vm1", "node": "n1", "paused": true}])"));
   EXPECT_EQ(snapshot["state"]["pendingConfig"][0]["baseGeneration"], 7);
   EXPECT_EQ(snapshot["state"]["pendingConfig"][0]["config"][0]["kind"], "Cluster");
 
@@ -291,10 +319,21 @@ TEST(Codec, WritesAVersionedMapWithTheMessageType) {
   EXPECT_EQ(install["actions"][0]["generation"], 8);
 }
 
+// What a version-2 message would not hold (VM operations): the defaults, as older amfds meant.
+void withoutVmOperations(StateSnapshot& snapshot, Json& json) {
+  for (auto& [name, vm] : snapshot.state.vms) {
+    vm.paused = false;
+    vm.hold = VmHold::kNone;
+    vm.savedOn.clear();
+    for (const char* key : {"paused", "hold", "savedOn"}) json["state"]["vms"][name].erase(key);
+  }
+}
+
 TEST(Codec, ReadsAVersion1StateAsOneWithNoConfigurationChangePending) {
   StateSnapshot snapshot = busySnapshot();
   snapshot.state.pendingConfig.clear();
   Json old = jsonOf(snapshot);
+  withoutVmOperations(snapshot, old);
   old["v"] = 1;
   old["state"].erase("pendingConfig");
   const Result<Envelope> decoded = decode(cbor(old));
@@ -308,6 +347,30 @@ TEST(Codec, ReadsAVersion1StateAsOneWithNoConfigurationChangePending) {
 
   old["v"] = 0;
   EXPECT_NE(errorOf(cbor(old)).find("v: version 0"), std::string::npos);
+}
+
+TEST(Codec, ReadsAVersion2StateAndDecisionAsOnesWithoutVmOperations) {
+  StateSnapshot snapshot = busySnapshot();
+  Json old = jsonOf(snapshot);
+  withoutVmOperations(snapshot, old);
+  old["v"] = 2;
+  const Result<Envelope> decoded = decode(cbor(old));
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_TRUE(decoded.value() == Envelope(snapshot));
+
+  // Every restart of an older director destroyed and started the VM.
+  Json decision = jsonOf(Decision{1, 5ms, {RestartVm{"vm1", true}, StopSu{"su1"}}});
+  decision["v"] = 2;
+  decision["actions"][0].erase("method");
+  const Result<Envelope> restart = decode(cbor(decision));
+  ASSERT_TRUE(restart) << restart.error().message;
+  EXPECT_TRUE(restart.value() == Envelope(Decision{1, 5ms, {RestartVm{"vm1", true}, StopSu{"su1"}}}));
+
+  // A current message without the new fields is refused: only older versions get defaults.
+  decision["v"] = 3;
+  EXPECT_NE(errorOf(cbor(decision)).find("missing field \"method\""), std::string::npos);
+  old["v"] = 3;
+  EXPECT_NE(errorOf(cbor(old)).find("missing field \"paused\""), std::string::npos);
 }
 
 // ---- Refusals -----------------------------------------------------------------------------------
@@ -334,7 +397,7 @@ TEST(Codec, RefusesValidCborThatIsNotAMessage) {
 
 TEST(Codec, RefusesAnUnknownVersion) {
   Json message = jsonOf(Report{VmStarted{"vm1", "node1"}});
-  for (const Json& version : {Json(0), Json(3), Json(-1), Json(1u << 31)}) {
+  for (const Json& version : {Json(0), Json(4), Json(-1), Json(1u << 31)}) {
     message["v"] = version;
     EXPECT_NE(errorOf(cbor(message)).find("v: "), std::string::npos) << version;
   }
@@ -463,6 +526,21 @@ TEST(Codec, RefusesUnknownWordsAndCommands) {
   Json admin = jsonOf(Decision{1, 0ms, {SetAdmin{{Kind::kNode, "n1"}, AdminState::kLocked}}});
   admin["actions"][0]["target"] = "host/n1";
   EXPECT_NE(errorOf(cbor(admin)).find("actions[0].target: not an admin target"), std::string::npos);
+
+  Json stop = jsonOf(Decision{1, 0ms, {StopVm{"vm1", "n1", VmStopMethod::kSuspend}, RestartVm{"vm1", false}}});
+  stop["actions"][0]["method"] = "hibernate";
+  stop["actions"][1]["method"] = "kick";
+  EXPECT_NE(errorOf(cbor(stop)).find("actions[0].method: \"hibernate\" is not one of shutdown, destroy or suspend"),
+            std::string::npos);
+  stop["actions"][0]["method"] = "destroy";
+  EXPECT_NE(errorOf(cbor(stop)).find("actions[1].method: \"kick\" is not one of recreate, reboot or reset"),
+            std::string::npos);
+
+  Json snapshot = jsonOf(busySnapshot());
+  snapshot["state"]["vms"]["mme-a-vm"]["hold"] = "frozen";
+  EXPECT_NE(
+      errorOf(cbor(snapshot)).find("state.vms.mme-a-vm.hold: \"frozen\" is not one of none, stopped or suspended"),
+      std::string::npos);
 }
 
 TEST(Codec, RefusesASnapshotWhoseConfigurationDoesNotLoad) {

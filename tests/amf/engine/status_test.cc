@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,18 @@ const json& named(const json& list, const std::string& name) {
   return kNone;
 }
 
+// The view of node manager `self` of the example's three hosts, with `members` in the group and the
+// membership.
+View viewOf(int self, std::set<int> members, bool quorate) {
+  View view;
+  view.self = self;
+  view.group = members;
+  view.hosts = std::move(members);
+  view.quorate = quorate;
+  view.clusterSize = 3;
+  return view;
+}
+
 TEST(StatusDocumentTest, ShowsPlacementsAssignmentsAndTheView) {
   ClusterState s = exampleState();
   s.nodes.at("node1").status = NodeStatus::kUp;
@@ -44,14 +57,7 @@ TEST(StatusDocumentTest, ShowsPlacementsAssignmentsAndTheView) {
   s.vms.at("mme-a-vm").node = "node1";
   s.vms.at("mme-a-vm").presence = PresenceState::kInstantiated;
   s.sis.at("mme-si").assignments = {{"mme-a", HaState::kActive, true}, {"mme-b", HaState::kStandby, false}};
-  View view;
-  view.self = 1;
-  view.group = {1, 2};
-  view.hosts = {1, 2};
-  view.quorate = true;
-  view.clusterSize = 3;
-
-  const json doc = statusDocument(s, view);
+  const json doc = statusDocument(s, viewOf(1, {1, 2}, true));
   EXPECT_EQ(doc["quorate"], true);
   EXPECT_EQ(doc["director"], "node1");
   EXPECT_EQ(named(doc["nodes"], "node3")["status"], "lost");
@@ -83,15 +89,34 @@ TEST(StatusDocumentTest, ShowsPlacementsAssignmentsAndTheView) {
   }
 }
 
+TEST(StatusDocumentTest, ShowsTheOperatorsStateOfEachVmAndHeldVmsOfUnlockedUnitsAsProblems) {
+  ClusterState s = exampleState();
+  s.vms.at("mme-a-vm").node = "node1";
+  s.vms.at("mme-a-vm").presence = PresenceState::kInstantiated;
+  s.vms.at("mme-a-vm").paused = true;
+  s.vms.at("mme-b-vm").hold = VmHold::kStopped;
+  s.vms.at("sgw-1-vm").hold = VmHold::kSuspended;
+  s.vms.at("sgw-1-vm").savedOn = "node2";
+  s.sus.at("sgw-1").admin = AdminState::kLocked;  // out of service anyway: not a problem
+  const json doc = statusDocument(s, viewOf(1, {1}, true));
+  EXPECT_EQ(named(doc["vms"], "mme-a-vm")["admin"], "paused");
+  EXPECT_EQ(named(doc["vms"], "mme-b-vm")["admin"], "stopped");
+  EXPECT_EQ(named(doc["vms"], "sgw-1-vm")["admin"], "suspended");
+  EXPECT_TRUE(named(doc["vms"], "sgw-2-vm")["admin"].is_null());
+  EXPECT_EQ(named(doc["sus"], "mme-a")["readiness"], "out-of-service");
+
+  const std::vector<std::string> problems = doc["problems"].get<std::vector<std::string>>();
+  auto has = [&](const std::string& text) {
+    return std::find(problems.begin(), problems.end(), text) != problems.end();
+  };
+  EXPECT_TRUE(has("vm/mme-a-vm is paused by an operator: su/mme-a is out of service (vm resume vm/mme-a-vm)"));
+  EXPECT_TRUE(has("vm/mme-b-vm is stopped by an operator: su/mme-b is out of service (vm start vm/mme-b-vm)"));
+  for (const auto& problem : problems) EXPECT_EQ(problem.find("sgw-1-vm"), std::string::npos) << problem;
+}
+
 TEST(StatusDocumentTest, NoDirectorWithoutQuorum) {
   const ClusterState s = exampleState();
-  View view;
-  view.self = 2;
-  view.group = {2};
-  view.hosts = {2};
-  view.quorate = false;
-  view.clusterSize = 3;
-  const json doc = statusDocument(s, view);
+  const json doc = statusDocument(s, viewOf(2, {2}, false));
   EXPECT_EQ(doc["quorate"], false);
   EXPECT_TRUE(doc["director"].is_null());
   // The first problem says the rest may be stale.

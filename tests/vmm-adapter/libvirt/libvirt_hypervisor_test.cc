@@ -450,7 +450,7 @@ TEST_F(LibvirtHypervisorTest, RebootAndResetKeepTheVmRunningWithoutEvent) {
   hv->setListener(&listener);
   RawConnection raw("test:///default");
   ASSERT_TRUE(startVm(*hv, vmSpec("vm-reboot")).ok());
-  const Status rebooted = await([&](Done d) { hv->reboot("vm-reboot", std::move(d)); });
+  const Status rebooted = await([&](Done d) { hv->reboot("vm-reboot", 100ms, std::move(d)); });
   EXPECT_TRUE(rebooted.ok()) << rebooted.error().message;
   const Status reset = await([&](Done d) { hv->reset("vm-reboot", std::move(d)); });
   EXPECT_TRUE(reset.ok()) << reset.error().message;
@@ -458,6 +458,62 @@ TEST_F(LibvirtHypervisorTest, RebootAndResetKeepTheVmRunningWithoutEvent) {
   loop_->runFor(100ms);
   EXPECT_TRUE(listener.events.empty());
   ASSERT_TRUE(destroyVm(*hv, "vm-reboot").ok());
+}
+
+// libvirt's test driver accepts virDomainReboot and never reboots the guest (no reboot event): the
+// reboot completes only once the grace has passed and the VM was reset, never as soon as the guest
+// was asked.
+TEST_F(LibvirtHypervisorTest, RebootOfAGuestThatDoesNotRebootResetsItAfterTheGrace) {
+  auto hv = connect(privateUri());
+  ASSERT_TRUE(hv);
+  RecordingListener listener(std::this_thread::get_id());
+  hv->setListener(&listener);
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-deaf")).ok());
+  const TimePoint asked = loop_->now();
+  const Status rebooted = await([&](Done d) { hv->reboot("vm-deaf", 400ms, std::move(d)); });
+  ASSERT_TRUE(rebooted.ok()) << rebooted.error().message;
+  EXPECT_GE(loop_->now() - asked, Duration(400));
+  EXPECT_TRUE(contains(running(*hv), "vm-deaf"));
+
+  // One reboot of a VM at a time: a second one while the first waits is refused, naming the VM.
+  std::optional<Status> first;
+  hv->reboot("vm-deaf", 400ms, [&](Status st) { first = std::move(st); });
+  const Status second = await([&](Done d) { hv->reboot("vm-deaf", 400ms, std::move(d)); });
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("vm-deaf"), std::string::npos) << second.error().message;
+  EXPECT_FALSE(first.has_value());
+  ASSERT_TRUE(runUntil([&] { return first.has_value(); }));
+  EXPECT_TRUE(first->ok()) << first->error().message;
+
+  loop_->runFor(100ms);
+  EXPECT_TRUE(listener.events.empty());
+}
+
+// A fresh start of a VM with a managed save (a suspend it was not restored from) does not restore
+// it: the save is removed first, so restore() finds none. Through the Hypervisor interface, as the
+// local agent calls it.
+TEST_F(LibvirtHypervisorTest, StartDiscardsAManagedSave) {
+  auto hv = connect("test:///default");
+  ASSERT_TRUE(hv);
+  Hypervisor& hypervisor = *hv;
+  RawConnection raw("test:///default");
+  ASSERT_TRUE(startVm(*hv, vmSpec("vm-stale-save")).ok());
+  ASSERT_TRUE(await([&](Done d) { hypervisor.suspend("vm-stale-save", 5s, std::move(d)); }).ok());
+  ASSERT_TRUE(raw.hasManagedSave("vm-stale-save"));
+
+  const Status started = startVm(*hv, vmSpec("vm-stale-save"));
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  EXPECT_EQ(raw.state("vm-stale-save"), VIR_DOMAIN_RUNNING);
+  EXPECT_FALSE(raw.hasManagedSave("vm-stale-save"));
+
+  ASSERT_TRUE(await([&](Done d) { hypervisor.suspend("vm-stale-save", 5s, std::move(d)); }).ok());
+  ASSERT_TRUE(await([&](Done d) { hypervisor.restore("vm-stale-save", 5s, std::move(d)); }).ok());
+  EXPECT_EQ(raw.state("vm-stale-save"), VIR_DOMAIN_RUNNING);
+
+  // A destroy discards a managed save too (it undefines the VM with it).
+  ASSERT_TRUE(await([&](Done d) { hypervisor.suspend("vm-stale-save", 5s, std::move(d)); }).ok());
+  ASSERT_TRUE(destroyVm(*hv, "vm-stale-save").ok());
+  EXPECT_FALSE(raw.defined("vm-stale-save"));
 }
 
 TEST_F(LibvirtHypervisorTest, OperationsOnUnknownVmFailNamingIt) {
@@ -468,7 +524,7 @@ TEST_F(LibvirtHypervisorTest, OperationsOnUnknownVmFailNamingIt) {
       {"resume", [&](Done d) { hv->resume("vm-ghost", std::move(d)); }},
       {"suspend", [&](Done d) { hv->suspend("vm-ghost", 1s, std::move(d)); }},
       {"restore", [&](Done d) { hv->restore("vm-ghost", 1s, std::move(d)); }},
-      {"reboot", [&](Done d) { hv->reboot("vm-ghost", std::move(d)); }},
+      {"reboot", [&](Done d) { hv->reboot("vm-ghost", 1s, std::move(d)); }},
       {"reset", [&](Done d) { hv->reset("vm-ghost", std::move(d)); }},
   };
   for (const auto& [name, operation] : operations) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kvm_amf/admin/admin_server.h"
+#include "kvm_amf/amf/node/local_agent.h"
 #include "kvm_amf/common/event_loop.h"
 #include "kvm_amf/common/result.h"
 #include "kvm_amf/vmm/libvirt_hypervisor.h"
@@ -22,6 +23,7 @@ struct AmfdOptions {
   admin::AdminServerOptions admin;                     // ipcPath (required), group, eventsPath, TCP with CURVE
   vmm::LibvirtOptions libvirt;                         // uri, domain.kvm, domain.agentSocketDir (required)
   Duration firstHeartbeatTimeout = Duration(120'000);  // a guest's boot, to its agent's first heartbeat
+  node::VmOperationLimits vmLimits;                    // vm shutdown's and vm reboot's graces
   // One line of amfd's log (what it started, refused or dropped, every report and decision it
   // applies, what the guests' channels saw). Called on the loop thread. Default: stderr.
   std::function<void(const std::string&)> log;

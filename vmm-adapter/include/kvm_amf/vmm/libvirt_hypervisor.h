@@ -118,31 +118,38 @@ class LibvirtHypervisor : public Hypervisor {
   // All of these: loop thread only; callbacks run on the loop thread.
   void setListener(HypervisorListener* listener) override;
   // Defines the domain (redefining one that exists) and starts it; a domain running already is
-  // success (its definition is updated for its next start).
+  // success (its definition is updated for its next start). A managed save of it is removed first
+  // (virDomainCreate would restore it): restore() is the way back from suspend().
   void start(const model::VmSpec& spec, const std::optional<model::WatchdogSpec>& watchdog, Done done) override;
   // Destroys, then undefines the domain (with its managed save, snapshots' metadata and NVRAM).
   // An unknown or stopped VM is success. Produces no VmEvent.
   void destroy(const std::string& vm, Done done) override;
   void listRunning(std::function<void(Result<std::vector<std::string>>)> done) override;
 
-  // Beyond the Hypervisor interface: the rest of the lifecycle, for operators and the later
-  // orchestration. Loop thread only; each call bounded by callTimeout unless it says otherwise;
-  // none produces a VmEvent (a deliberate stop or pause is not a failure).
-  void setObserver(LibvirtObserver* observer);
+  // The rest of the lifecycle (the Hypervisor's VM operations). Loop thread only; each call
+  // bounded by callTimeout unless it says otherwise; none produces a VmEvent (a deliberate stop or
+  // pause is not a failure).
   // Asks the guest to power off (ACPI), destroys the VM if it still runs after `grace` (or at once
   // if the request is refused), then undefines it as destroy() does. An unknown VM is success; a
   // stopped one is undefined. Bounded by grace + callTimeout.
-  void shutdown(const std::string& vm, Duration grace, Done done);
+  void shutdown(const std::string& vm, Duration grace, Done done) override;
   // Idempotent: pausing a paused VM, resuming a running one is success.
-  void pause(const std::string& vm, Done done);
-  void resume(const std::string& vm, Done done);
+  void pause(const std::string& vm, Done done) override;
+  void resume(const std::string& vm, Done done) override;
   // Managed save: the VM's memory goes to disk and it stops, still defined; restore() starts it
   // again from there (an error if there is no managed save). Bounded by `timeout` (memory size
   // dependent).
-  void suspend(const std::string& vm, Duration timeout, Done done);
-  void restore(const std::string& vm, Duration timeout, Done done);
-  void reboot(const std::string& vm, Done done);  // asks the guest (ACPI)
-  void reset(const std::string& vm, Done done);   // the reset button: no guest involvement
+  void suspend(const std::string& vm, Duration timeout, Done done) override;
+  void restore(const std::string& vm, Duration timeout, Done done) override;
+  // virDomainReboot (ACPI first, else the guest agent), then waits for libvirt's reboot event (the
+  // guest reset itself); a guest that has not rebooted within `grace` gets virDomainReset. Bounded
+  // by grace + 2 callTimeouts. One reboot of a VM at a time: a second one while it waits is an error.
+  void reboot(const std::string& vm, Duration grace, Done done) override;
+  void reset(const std::string& vm, Done done) override;  // the reset button: no guest involvement
+
+  // Beyond the Hypervisor interface: statistics and live migration, for operators and the later
+  // orchestration.
+  void setObserver(LibvirtObserver* observer);
   // Statistics of every active VM (running or paused) of this host: what libvirt has without
   // QEMU (state, NICs) in one call, then CPU time, memory and disks from each VM's QEMU on its
   // worker. A VM whose QEMU is busy or hung is not waited for more than 1 s: it comes without

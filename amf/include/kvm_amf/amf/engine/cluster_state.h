@@ -13,6 +13,7 @@
 #include "kvm_amf/amf/model/admin_command.h"
 #include "kvm_amf/amf/model/config.h"
 #include "kvm_amf/amf/model/states.h"
+#include "kvm_amf/amf/model/words.h"
 #include "kvm_amf/common/time.h"
 
 namespace kvm_amf::engine {
@@ -57,6 +58,15 @@ struct NodeRuntime {
 
 enum class FailureKind { kCrash, kWatchdog, kHang, kIoError, kUnhealthy };
 
+// An operator's hold on one VM (`vm shutdown`, `vm destroy`, `vm suspend`): it stays stopped, and
+// the engine never starts it, until `vm start`.
+enum class VmHold {
+  kNone,
+  kStopped,    // shut down or destroyed
+  kSuspended,  // stopped with its memory in a managed save on the host `savedOn`
+};
+model::WordTable<VmHold> enumWords(VmHold);  // "none", "stopped", "suspended"
+
 struct VmRuntime {
   std::string name;
   std::string su;
@@ -64,6 +74,13 @@ struct VmRuntime {
   std::string node;                    // where it runs or is being started or stopped
   Counter restarts;                    // VM (component) restarts, unit-level escalation
   std::optional<FailureKind> failure;  // reported and not yet handled by a decision
+  // `vm pause`: frozen where it runs until `vm resume` (its heartbeats are not watched meanwhile).
+  // Cleared when the VM stops or starts for any reason.
+  bool paused = false;
+  VmHold hold = VmHold::kNone;
+  // The host whose managed save of this VM may be restored: set by `vm suspend`, cleared once the
+  // VM runs again anywhere (a save found on any other host, or after that, is stale). Empty: none.
+  std::string savedOn;
   bool operator==(const VmRuntime&) const = default;
 };
 
@@ -182,5 +199,10 @@ ReadinessState suReadiness(const ClusterState& state, const SuRuntime& su);
 // True when the unit's VMs are certainly not running anywhere (nothing to clean up).
 bool suCertainlyDown(const ClusterState& state, const SuRuntime& su);
 OperState effectiveSuOper(const ClusterState& state, const SuRuntime& su);
+// True when an operator paused one of the unit's VMs or holds one stopped (VM operations): the unit
+// is out of service, but not failed, and nothing recovers it.
+bool suHeldByOperator(const ClusterState& state, const SuRuntime& su);
+// The operator's state of a VM for people: "paused", "stopped", "suspended", or "" for none.
+std::string vmOperatorWord(const VmRuntime& vm);
 
 }  // namespace kvm_amf::engine

@@ -1,7 +1,7 @@
 // The wire form of the replicated stream: the bytes of one multicast Envelope.
 //
 // A message is the CBOR encoding (RFC 8949, as nlohmann::json::to_cbor writes it) of one map
-// {"v": 2, "type": "<kind>", ...fields}. Kinds are the words of the Report alternatives
+// {"v": 3, "type": "<kind>", ...fields}. Kinds are the words of the Report alternatives
 // ("vm-started", "vm-start-failed", "vm-stopped", "vm-stop-failed", "vm-failed", "ha-acked",
 // "agent-up", "fence-done", "admin-request", "config-change"), then "decision", "state-offer" and
 // "state-snapshot". Field names are the C++ member names; enumerations are their words; times and
@@ -14,8 +14,10 @@
 // The format is versioned by "v": a change of meaning, or a field added or removed, is a new
 // version. A decoder accepts only the versions it knows, and only the fields it knows, so every
 // member interprets an accepted message the same way. Version 2 added configuration changes
-// (ConfigChange, SetConfiguration, ConfigReply, ClusterState::pendingConfig); a version-1 message
-// (a state an older amfd stored) is read as version 2 with no configuration change pending.
+// (ConfigChange, SetConfiguration, ConfigReply, ClusterState::pendingConfig); version 3 the VM
+// operations (StopVm, StartVm, SetVmPaused, RestartVm::method, VmRuntime::paused, hold and
+// savedOn). An older message (a state an older amfd stored) is read as the current version: with
+// no configuration change pending, no VM paused or held, and every VM restart a destroy and start.
 #pragma once
 
 #include <cstddef>
@@ -29,8 +31,8 @@
 
 namespace kvm_amf::engine {
 
-// The wire format version encode() writes; decode() accepts it and version 1.
-inline constexpr int kCodecVersion = 2;
+// The wire format version encode() writes; decode() accepts it and versions 1 and 2.
+inline constexpr int kCodecVersion = 3;
 
 // Bounds decode() enforces on untrusted bytes, so a hostile message costs bounded time and memory.
 inline constexpr std::size_t kMaxMessageBytes = 16u << 20;  // a whole message

@@ -89,9 +89,18 @@ struct StopSu {  // terminate su's VMs (also the cleanup of a failed unit)
   std::string su;
   bool operator==(const StopSu&) const = default;
 };
-struct RestartVm {  // stop and start one VM in place; `counted`: an escalation step
+// How a VM restarts in place.
+enum class RestartMethod {
+  kRecreate,  // destroyed and started again (recovery, `restart vm/NAME`)
+  kReboot,    // the guest is asked to reboot, and reset if it does not (`vm reboot`)
+  kReset,     // the reset button (`vm reset`)
+};
+model::WordTable<RestartMethod> enumWords(RestartMethod);  // "recreate", "reboot", "reset"
+
+struct RestartVm {  // restart one VM in place; `counted`: an escalation step
   std::string vm;
   bool counted = true;
+  RestartMethod method = RestartMethod::kRecreate;
   bool operator==(const RestartVm&) const = default;
 };
 struct RestartSu {
@@ -140,6 +149,33 @@ struct SetSgAdjust {
   bool adjust = false;
   bool operator==(const SetSgAdjust&) const = default;
 };
+// How an operator stops one VM.
+enum class VmStopMethod {
+  kShutdown,  // the guest is asked to power off, and destroyed after the hypervisor's grace
+  kDestroy,   // powered off at once (of a suspended VM: its managed save is discarded)
+  kSuspend,   // stopped with its memory in a managed save on its host
+};
+model::WordTable<VmStopMethod> enumWords(VmStopMethod);  // "shutdown", "destroy", "suspend"
+
+// VM operations (`vm shutdown|destroy|suspend|start|pause|resume`), carried out by the local agent
+// of `node`. None is a failure or counts as one.
+struct StopVm {  // the VM is held stopped (suspended with kSuspend) until StartVm
+  std::string vm;
+  std::string node;  // where it runs, or holds the managed save a destroy discards; empty: nothing to do there
+  VmStopMethod method = VmStopMethod::kDestroy;
+  bool operator==(const StopVm&) const = default;
+};
+struct StartVm {  // the hold ends; with a node, the VM starts there in place (its unit runs there)
+  std::string vm;
+  std::string node;  // empty: the engine places and starts the unit as usual
+  bool operator==(const StartVm&) const = default;
+};
+struct SetVmPaused {  // pause (freeze) or resume the VM where it runs
+  std::string vm, node;
+  bool paused = false;
+  bool operator==(const SetVmPaused&) const = default;
+};
+
 struct AdminReply {  // the outcome of AdminRequest id received by node manager `from`
   std::uint64_t id = 0;
   int from = 0;
@@ -168,7 +204,7 @@ struct ConfigReply {  // the outcome of ConfigChange id received by node manager
 
 using Action = std::variant<SetNodeStatus, StartFence, StartSu, StopSu, RestartVm, RestartSu, FailoverSu, SetNodeOper,
                             DestroyVm, RepairSu, SetHa, RemoveAssignment, SetAdmin, SetPreferredActive, SetSgAdjust,
-                            AdminReply, SetConfiguration, ConfigReply>;
+                            AdminReply, SetConfiguration, ConfigReply, StopVm, StartVm, SetVmPaused>;
 
 // One step of the director: its actions, stamped with the director's clock.
 struct Decision {

@@ -44,6 +44,7 @@ struct NodeManagerDeps {
   // disk.
   StateStore* store = nullptr;
   NodeObserver* observer = nullptr;  // optional
+  VmOperationLimits vmLimits{};      // how long this host's VM operations may take
 };
 
 class NodeManager : public cluster::GroupListener {

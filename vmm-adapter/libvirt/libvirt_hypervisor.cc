@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -421,11 +424,39 @@ struct Core : std::enable_shared_from_this<Core> {
       forget();
       return libvirtError("virDomainLookupByName", vm);
     }
+    killIfStopped(vm);
     if (virDomainDestroy(domain.get()) < 0 && lastErrorCode() != VIR_ERR_OPERATION_INVALID) {
       forget();
       return libvirtError("virDomainDestroy", vm);
     }
     return undefine(domain.get(), vm);
+  }
+
+  // Worker. libvirt's destroy sends QEMU SIGTERM and waits up to 10 s before SIGKILL; a QEMU
+  // stopped by a signal (SIGSTOP: a hung VM, as the lab makes one) leaves SIGTERM pending, so the
+  // destroy takes those 10 s, and the cluster would fence the host for a VM it could not stop. A
+  // destroy is a power-off anyway: such a QEMU gets SIGKILL here first. A running QEMU is left to
+  // libvirt's gentler order (QEMU flushes its disks on SIGTERM). The pid file must name this VM's
+  // QEMU (`-name guest=VM,...`), so a stale file whose pid was reused kills nothing.
+  void killIfStopped(const std::string& vm) const {
+    if (options.qemuPidDir.empty()) return;
+    std::ifstream pidFile(options.qemuPidDir + "/" + vm + ".pid");
+    long pid = 0;
+    if (!(pidFile >> pid) || pid <= 1) return;
+    const std::string proc = "/proc/" + std::to_string(pid);
+    std::ifstream cmdline(proc + "/cmdline", std::ios::binary);
+    const std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (args.find("guest=" + vm + ",") == std::string::npos &&
+        args.find("guest=" + vm + std::string(1, '\0')) == std::string::npos) {
+      return;
+    }
+    std::ifstream stat(proc + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) return;
+    const char state = line[close + 2];
+    if (state == 'T' || state == 't') ::kill(static_cast<pid_t>(pid), SIGKILL);
   }
 
   // Worker: undefines a stopped domain with its managed save, snapshots' and checkpoints' metadata

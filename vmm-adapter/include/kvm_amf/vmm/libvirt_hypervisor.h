@@ -30,6 +30,9 @@ struct LibvirtOptions {
   DomainOptions domain;
   Duration callTimeout = Duration(10'000);  // per libvirt call, from the moment it is asked for
   Duration reconnectInterval = Duration(1'000);
+  // Where libvirt keeps its QEMUs' pid files (NAME.pid); empty: unknown. destroy() kills a QEMU
+  // stopped by a signal itself first, which libvirt's destroy would wait 10 s on (see there).
+  std::string qemuPidDir = "/run/libvirt/qemu";
 };
 
 // One VM's figures from libvirt's statistics (stats()); a figure libvirt did not give is 0 (and the

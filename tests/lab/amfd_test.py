@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from amf_lab.examples import relocated  # noqa: E402
 from amf_lab.lab import Lab, Tools  # noqa: E402
 from amf_lab.probe import Probe, client_outage  # noqa: E402
+from amf_lab.lab import LIBVIRT_SCRIPT as LIBVIRT  # noqa: E402
 from amf_lab.util import now_ms, run, wait_for  # noqa: E402
 
 MME_IP = "10.90.0.100"
@@ -355,8 +356,70 @@ def case_apply(lab, probes):
     check(status["generation"] == first + 4, "generation %d after the delete" % status["generation"])
 
 
+def vm_of(status, name):
+    return [vm for vm in status["vms"] if vm["name"] == name][0]
+
+
+def boots(lab, vm):
+    """How many times the VM's guest has booted (its console's `up` markers)."""
+    with open(lab.state["consoles"][vm], errors="replace") as f:
+        return f.read().count("KVM-AMF-GUEST up ")
+
+
+def ok(result, what):
+    check(result.returncode == 0, "%s: exit %d %s%s" % (what, result.returncode, result.stdout, result.stderr))
+
+
+def case_vm_operations(lab, probes):
+    active, node = served(lab, "mme-si")
+    standby = standby_of(lab, "mme-si")
+    svm, avm = standby + "-vm", active + "-vm"
+    # The active's VM cannot be paused or stopped: the operator must switch over first.
+    for op in ("pause", "destroy", "suspend"):
+        result = lab.admin(1, "vm", op, "vm/" + avm)
+        check(result.returncode == 1 and "switch over first" in result.stderr, "vm %s of the active: exit %d %s" % (
+            op, result.returncode, result.stderr))
+    # Pause the standby: frozen where it is, no hang reported past the heartbeat timeout, still standby.
+    ok(lab.admin(2, "vm", "pause", "vm/" + svm), "vm pause")
+    wait_for("%s paused" % svm, lambda: vm_of(lab.status(), svm).get("admin") == "paused", timeout=20)
+    state = run(LIBVIRT, "exec", lab.dir, "host%d" % lab.vm_host(svm)[0], "virsh", "-c", "qemu:///system", "domstate",
+                svm).strip()
+    check(state == "paused", "libvirt says %s is %s" % (svm, state))
+    time.sleep(3)
+    status = lab.status()
+    check(vm_of(status, svm)["failure"] is None, "a paused VM was reported failed: %s" % vm_of(status, svm))
+    ok(lab.admin(3, "vm", "resume", "vm/" + svm), "vm resume")
+    wait_for("%s resumed and standby" % svm, lambda: vm_of(lab.status(), svm).get("admin") is None and
+             standby_of(lab, "mme-si") == standby, timeout=30)
+    # Reset the standby: its guest boots again in place, it is told its HA state again.
+    before = boots(lab, svm)
+    host = lab.vm_host(svm)
+    ok(lab.admin(1, "vm", "reset", "vm/" + svm), "vm reset")
+    wait_for("%s booted again" % svm, lambda: boots(lab, svm) > before, timeout=60)
+    wait_for("%s standby after its reset" % svm, lambda: standby_of(lab, "mme-si") == standby, timeout=60)
+    check(lab.vm_host(svm) == host, "the reset moved %s: %s, was %s" % (svm, lab.vm_host(svm), host))
+    # Destroy the standby: it stays stopped (nothing restarts it) until vm start.
+    ok(lab.admin(2, "vm", "destroy", "vm/" + svm), "vm destroy")
+    wait_for("%s stopped" % svm, lambda: not lab.vm_host(svm) and (lambda vm: vm.get("admin") == "stopped" and
+             vm["presence"] == "uninstantiated")(vm_of(lab.status(), svm)), timeout=30)
+    time.sleep(3)
+    check(not lab.vm_host(svm), "a VM the operator stopped was started again")
+    ok(lab.admin(3, "vm", "start", "vm/" + svm), "vm start")
+    wait_for("%s standby again after vm start" % svm, lambda: standby_of(lab, "mme-si") == standby, timeout=120)
+    # Suspend the standby (its memory saved by libvirt) and start it: restored, not booted again.
+    before = boots(lab, svm)
+    ok(lab.admin(1, "vm", "suspend", "vm/" + svm), "vm suspend")
+    wait_for("%s suspended" % svm, lambda: not lab.vm_host(svm) and (lambda vm: vm.get("admin") == "suspended" and
+             vm["presence"] == "uninstantiated")(vm_of(lab.status(), svm)), timeout=60)
+    ok(lab.admin(2, "vm", "start", "vm/" + svm), "vm start after suspend")
+    wait_for("%s standby after its restore" % svm, lambda: standby_of(lab, "mme-si") == standby, timeout=120)
+    check(boots(lab, svm) == before, "%s booted again instead of being restored" % svm)
+    check(served(lab, "mme-si")[0] == active, "the VM operations moved the active")
+
+
 CASES = {
     "admin-api": case_admin_api,
+    "vm-operations": case_vm_operations,
     "apply": case_apply,
     "vm-kill": case_vm_kill,
     "host-crash": case_host_crash,

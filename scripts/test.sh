@@ -45,4 +45,4 @@ step "tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 # si-swap, the scenario runs) run in the normal build only: each costs a lab and booted guests.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j "$jobs" --output-on-failure -LE faultlab-scenario \
-  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash)$')
+  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash|lab\.ckpt\.cluster-restart)$')

@@ -26,7 +26,9 @@ LIBVIRT_SCRIPT = os.path.join(SCRIPTS, "libvirt-host.sh")
 SOURCE = os.path.dirname(os.path.dirname(SCRIPTS))
 GUEST_BUILDER = os.path.join(SOURCE, "guest", "image", "build-test-guest.sh")
 LOSS_TABLE = "amf_lab_loss"
-STATE_DISK = "64m"  # the tmpfs under each amfd's state: small enough to fill (state-disk-full)
+# The tmpfs under each amfd's state: room for the checkpoints (which keep 64 MiB spare), small
+# enough to fill (state-disk-full).
+STATE_DISK = "256m"
 AGENT_DIR = "/run/libvirt/kvm-amf-agents"  # inside a host: DIR/hostK/run/kvm-amf-agents
 DEFAULT_DIR = "/var/lib/kvm-amf-lab"
 

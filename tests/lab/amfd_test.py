@@ -478,6 +478,10 @@ def lab_logs(lab):
         if os.path.exists(path):
             with open(path, errors="replace") as f:
                 out.append("--- amfd %s (tail)\n%s" % (lab.node_name(i), "".join(f.readlines()[-30:])))
+    for vm, path in sorted((lab.state or {}).get("consoles", {}).items()):
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                out.append("--- console of %s (tail)\n%s" % (vm, "".join(f.readlines()[-15:])))
     return "\n".join(out)
 
 

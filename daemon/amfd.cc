@@ -12,28 +12,90 @@
 #include "kvm_amf/cluster/command_fence_agent.h"
 #include "kvm_amf/cluster/corosync_group.h"
 #include "kvm_amf/daemon/admin_service.h"
+#include "kvm_amf/monitor/metrics.h"
+#include "kvm_amf/monitor/process_metrics.h"
+#include "kvm_amf/monitor/state_metrics.h"
+#include "kvm_amf/monitor/vm_metrics.h"
 #include "kvm_amf/vmm/socket_guest_channel.h"
 
 namespace kvm_amf::daemon {
 
+namespace {
+
+void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+
+// The node manager has one observer: this passes what it sees to several, in order.
+class Observers : public node::NodeObserver {
+ public:
+  explicit Observers(std::vector<node::NodeObserver*> observers) : observers_(std::move(observers)) {}
+  void onView(const engine::View& view) override {
+    for (auto* o : observers_) o->onView(view);
+  }
+  void onApplied(const engine::Envelope& message, const engine::ClusterState& state) override {
+    for (auto* o : observers_) o->onApplied(message, state);
+  }
+  void onSynced(const engine::ClusterState& state) override {
+    for (auto* o : observers_) o->onSynced(state);
+  }
+
+ private:
+  std::vector<node::NodeObserver*> observers_;
+};
+
+// The kind of an admin request, for amf_admin_request_duration_seconds.
+const std::vector<std::string> kRequestKinds = {"query", "command", "apply", "diff", "delete"};
+std::string requestKind(const admin::proto::Request& request) {
+  if (request.has_command()) return "command";
+  if (request.has_apply()) return "apply";
+  if (request.has_diff()) return "diff";
+  if (request.has_delete_()) return "delete";
+  return "query";
+}
+
+// Times each request from its arrival to its answer. The answer may come after this handler is
+// gone (the server is closed first): it then touches only the clock and the metrics, which outlive
+// every request.
+class TimedAdminHandler : public admin::AdminHandler {
+ public:
+  TimedAdminHandler(Scheduler& scheduler, admin::AdminHandler& inner, monitor::ProcessMetrics& metrics)
+      : scheduler_(scheduler), inner_(inner), metrics_(metrics) {}
+  void onRequest(const admin::proto::Request& request, const admin::Peer& peer,
+                 std::function<void(admin::proto::Reply)> reply) override {
+    inner_.onRequest(request, peer,
+                     [scheduler = &scheduler_, metrics = &metrics_, kind = requestKind(request),
+                      start = scheduler_.now(), reply = std::move(reply)](admin::proto::Reply answer) {
+                       metrics->observeAdminRequest(kind, scheduler->now() - start);
+                       reply(std::move(answer));
+                     });
+  }
+
+ private:
+  Scheduler& scheduler_;
+  admin::AdminHandler& inner_;
+  monitor::ProcessMetrics& metrics_;
+};
+
+}  // namespace
+
 // Declared in the order they are built; destroyed in reverse: the admin API closes first, the
-// node manager leaves the group before its parts go.
+// node manager leaves the group before its parts go, the collectors go before what they read.
 struct Amfd::Parts {
   std::unique_ptr<cluster::CorosyncGroup> group;
   std::unique_ptr<cluster::CommandFenceAgent> fence;
   std::unique_ptr<vmm::LibvirtHypervisor> hypervisor;
   std::unique_ptr<vmm::SocketGuestChannel> guests;
   std::unique_ptr<node::DiskStateStore> store;
+  std::unique_ptr<monitor::Metrics> metrics;
+  std::unique_ptr<monitor::ProcessMetrics> process;
+  std::unique_ptr<monitor::Notifier> notifier;
+  std::unique_ptr<monitor::StateMetrics> stateMetrics;
+  std::unique_ptr<monitor::VmMetrics> vmMetrics;
   std::unique_ptr<AdminService> service;
+  std::unique_ptr<Observers> observers;
   std::unique_ptr<node::NodeManager> manager;
+  std::unique_ptr<TimedAdminHandler> timed;
   std::unique_ptr<admin::AdminServer> server;
 };
-
-namespace {
-
-void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
-
-}  // namespace
 
 std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, StartError& error) {
   const std::function<void(const std::string&)> logLine = options.log ? options.log : logToStderr;
@@ -93,25 +155,73 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
   channel.logger = [logLine](const std::string& vm, const std::string& line) { logLine("guest " + vm + ": " + line); };
   parts->guests = std::make_unique<vmm::SocketGuestChannel>(loop, std::move(channel));
   parts->store = std::make_unique<node::DiskStateStore>(loop, statePath);
+
+  // Metrics (docs/monitoring.md): read the node manager's state through `Parts`, which holds it
+  // once built and outlives every collector.
+  Parts* built = parts.get();
+  auto replicated = [built]() -> const engine::ClusterState* {
+    return built->manager ? built->manager->state() : nullptr;
+  };
+  parts->metrics = std::make_unique<monitor::Metrics>();
+  parts->process = std::make_unique<monitor::ProcessMetrics>(
+      loop, *parts->metrics, monitor::ProcessOptions{.version = options.version, .adminRequests = kRequestKinds});
+  parts->notifier = std::make_unique<monitor::Notifier>(loop, parts->metrics.get(), options.notify);
+  parts->stateMetrics = std::make_unique<monitor::StateMetrics>(
+      loop, *parts->metrics, options.node, replicated, [built](const std::string& vm) -> std::optional<TimePoint> {
+        std::optional<vmm::GuestStats> stats = built->guests->stats(vm);
+        return stats ? stats->lastHeartbeat : std::nullopt;
+      });
+  monitor::StatsOptions statsOptions;
+  statsOptions.interval = options.statsInterval;
+  statsOptions.qemuPidDir = options.qemuPidDir;
+  parts->vmMetrics = std::make_unique<monitor::VmMetrics>(
+      loop, *parts->metrics, options.node, statsOptions,
+      [built](std::function<void(Result<std::vector<vmm::VmStats>>)> done) {
+        built->hypervisor->stats(std::move(done));
+      },
+      [built](const std::string& vm) { return built->guests->stats(vm); }, replicated, logLine);
+  parts->guests->setObserver(parts->vmMetrics.get());
+
   parts->service = std::make_unique<AdminService>(options.node, logLine);
+  // Notifications go out from the amfd that directs (every amfd publishes the same events).
+  parts->service->setEventSink([built, &loop, node = options.node](const PublishedEvent& event) {
+    if (event.classes.empty() || !built->manager) return;
+    const engine::View& view = built->manager->view();
+    if (engine::directorOf(view) != view.self) return;
+    const nlohmann::json payload = {{"type", event.type}, {"classes", event.classes},     {"text", event.text},
+                                    {"node", node},       {"timeMs", loop.now().count()}, {"data", event.data}};
+    built->notifier->notify(event.type, event.classes,
+                            payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  });
+  parts->observers =
+      std::make_unique<Observers>(std::vector<node::NodeObserver*>{parts->service.get(), parts->stateMetrics.get()});
   node::NodeManagerDeps deps{&loop,
                              parts->group.get(),
                              parts->fence.get(),
                              parts->hypervisor.get(),
                              parts->guests.get(),
                              parts->store.get(),
-                             parts->service.get()};
+                             parts->observers.get()};
   parts->manager = std::make_unique<node::NodeManager>(options.node, deps, std::move(initial));
+  if (!options.metricsAddress.empty()) {
+    if (Status serving = parts->metrics->serve(options.metricsAddress); !serving.ok()) {
+      return fail(StartError::Kind::kUnavailable, serving.error().message);
+    }
+  }
+  parts->process->start();
+  parts->vmMetrics->start();
   admin::AdminServerOptions adminOptions = options.admin;
   if (!adminOptions.logger) adminOptions.logger = logLine;
-  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::create(loop, adminOptions, *parts->service);
+  parts->timed = std::make_unique<TimedAdminHandler>(loop, *parts->service, *parts->process);
+  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::create(loop, adminOptions, *parts->timed);
   if (!server.ok()) return fail(StartError::Kind::kUnavailable, server.error().message);
   parts->server = std::move(server.value());
   parts->service->attach(parts->manager.get(), parts->server.get());
   if (Status joined = parts->manager->start(); !joined.ok()) {
     return fail(StartError::Kind::kUnavailable, joined.error().message);
   }
-  logLine("node " + options.node + " started; admin API at " + adminOptions.ipcPath);
+  logLine("node " + options.node + " started; admin API at " + adminOptions.ipcPath + "; metrics " +
+          (options.metricsAddress.empty() ? std::string("off") : "at http://" + options.metricsAddress + "/metrics"));
   return std::unique_ptr<Amfd>(new Amfd(std::move(parts)));
 }
 
@@ -120,6 +230,7 @@ Amfd::Amfd(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Amfd::~Amfd() {
   parts_->server.reset();  // no more requests
   parts_->manager->stop();
+  parts_->guests->setObserver(nullptr);
 }
 
 }  // namespace kvm_amf::daemon

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when a part reaches outside its boundary.
 
-1. libvirt, Corosync, ZeroMQ and yaml-cpp headers are included only in their own part
+1. libvirt, Corosync, ZeroMQ, yaml-cpp and prometheus-cpp headers are included only in their own part
    (and in that part's tests).
 2. Library code neither reads the real clock nor sleeps: time comes from the injected clock.
    Executables (cmd/), tests, benchmarks and the guest agent may; so may the files in
@@ -24,6 +24,7 @@ INCLUDE_RULES = [
     ("ZeroMQ", re.compile(r'#\s*include\s*[<"]zmq(\.h|\.hpp|_addon\.hpp)[>"]'), ("admin/", "tests/admin/")),
     ("yaml-cpp", re.compile(r'#\s*include\s*[<"]yaml-cpp/'), ("amf/config/", "tests/amf/config/")),
     ("libyaml", re.compile(r'#\s*include\s*<yaml\.h>'), ("amf/config/", "tests/amf/config/")),
+    ("prometheus-cpp", re.compile(r'#\s*include\s*[<"]prometheus/'), ("monitor/", "tests/monitor/")),
 ]
 
 # Folders whose code may use real time: programs, tests, benchmarks, the guest agent.

@@ -39,6 +39,13 @@ printf '#include <zmq.hpp>\n#include <corosync/quorum.h>\n' > "$tmp/amf/engine/z
 expect 1 "ZeroMQ and Corosync included in amf/" "amf/engine/z.cc:2: includes Corosync"
 rm "$tmp/amf/engine/z.cc"
 
+mkdir -p "$tmp/monitor" "$tmp/daemon"
+printf '#include <prometheus/registry.h>\n' > "$tmp/monitor/registry.h"
+expect 0 "prometheus-cpp included in monitor/"
+printf '#include "prometheus/exposer.h"\n' > "$tmp/daemon/amfd.cc"
+expect 1 "prometheus-cpp included in daemon/" "daemon/amfd.cc:1: includes prometheus-cpp"
+rm "$tmp/daemon/amfd.cc" "$tmp/monitor/registry.h"
+
 printf 'void f() {\n  auto now = std::chrono::system_clock::now();\n}\n' > "$tmp/amf/engine/clock.cc"
 expect 1 "library code reads the real clock" "amf/engine/clock.cc:2: library code reads the real clock"
 rm "$tmp/amf/engine/clock.cc"

@@ -1,0 +1,162 @@
+// The endpoint: every collector's families served over HTTP, in a form `promtool check metrics`
+// accepts (names, units, counters ending in _total, help); an address in use is an error. And the
+// classes amfd gives its events for notifications.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cluster_fixture.h"
+#include "exposition.h"
+#include "kvm_amf/daemon/admin_service.h"
+#include "kvm_amf/monitor/metrics.h"
+#include "kvm_amf/monitor/notifier.h"
+#include "kvm_amf/monitor/process_metrics.h"
+#include "kvm_amf/monitor/state_metrics.h"
+#include "kvm_amf/monitor/vm_metrics.h"
+#include "testing/run_until.h"
+#include "testing/temp_dir.h"
+
+namespace kvm_amf::monitor {
+namespace {
+
+using testing::valueOf;
+
+// GET /metrics from 127.0.0.1:port; the whole answer, headers included.
+std::string get(int port, const std::string& path = "/metrics") {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string answer;
+  char buf[65536];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return answer;
+}
+
+StatsOptions statsOptions() {
+  StatsOptions options;
+  options.interval = Duration(10);
+  return options;
+}
+
+// Every collector of amfd with some data in it.
+struct Everything {
+  Everything() {
+    loop = std::move(EventLoop::create()).value();
+    state = testing::clusterState();
+    testing::serve(state);
+    ProcessOptions processOptions;
+    processOptions.adminRequests = {"query"};
+    process = std::make_unique<ProcessMetrics>(*loop, metrics, processOptions);
+    process->observeAdminRequest("query", Duration(3));
+    NotifierOptions notify;
+    notify.targets = {{"all", "", "true"}};
+    notifier = std::make_unique<Notifier>(*loop, &metrics, notify);
+    states = std::make_unique<StateMetrics>(*loop, metrics, "n1", [this] { return &state; });
+    states->onView(testing::fullView(1));
+    states->refresh();
+    vmm::VmStats a;
+    a.vm = "mme-a-vm";
+    a.running = true;
+    a.cpuTimeNs = 7;
+    a.disks.push_back({.name = "vda"});
+    a.nics.push_back({.name = "vnet0"});
+    vms = std::make_unique<VmMetrics>(
+        *loop, metrics, "n1", statsOptions(), [a](auto done) { done(std::vector<vmm::VmStats>{a}); },
+        [](const std::string&) {
+          vmm::GuestStats guest;
+          guest.heartbeats = 3;
+          guest.lastHeartbeat = TimePoint(0);
+          return std::optional<vmm::GuestStats>(guest);
+        },
+        [this] { return &state; });
+    vms->onHeartbeat("mme-a-vm", 1, true);
+    vms->onHeartbeat("mme-a-vm", 2, true);
+    vms->start();
+    EXPECT_TRUE(kvm_amf::testing::runUntil(
+        *loop, [this] { return vms->completed() > 0; }, Duration(5'000)));
+  }
+  std::unique_ptr<EventLoop> loop;
+  engine::ClusterState state;
+  Metrics metrics;
+  std::unique_ptr<ProcessMetrics> process;
+  std::unique_ptr<Notifier> notifier;
+  std::unique_ptr<StateMetrics> states;
+  std::unique_ptr<VmMetrics> vms;
+};
+
+TEST(Endpoint, ServesEveryCollectorOverHttp) {
+  Everything all;
+  ASSERT_TRUE(all.metrics.serve("127.0.0.1:0").ok());
+  ASSERT_GT(all.metrics.port(), 0);
+  const std::string answer = get(all.metrics.port());
+  ASSERT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer.substr(0, 200);
+  const std::string body = answer.substr(answer.find("\r\n\r\n") + 4);
+  EXPECT_EQ(valueOf(body, "amf_su_presence_state", {{"su", "mme-a"}, {"state", "instantiated"}}), 1);
+  EXPECT_TRUE(valueOf(body, "amf_vm_cpu_seconds_total", {{"domain", "mme-a-vm"}}));
+  EXPECT_TRUE(valueOf(body, "amf_process_cpu_seconds_total"));
+  EXPECT_TRUE(valueOf(body, "amf_notifications_total", {{"kind", "command"}, {"outcome", "sent"}}));
+  EXPECT_EQ(valueOf(body, "amf_failure_detection_seconds_count", {{"kind", "crash"}}), 0);
+  EXPECT_NE(body.find("# TYPE amf_vm_cpu_seconds_total counter"), std::string::npos);
+  EXPECT_NE(body.find("# HELP amf_si_outage_seconds "), std::string::npos);
+}
+
+TEST(Endpoint, PromtoolAcceptsTheOutput) {
+  if (std::system("promtool --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no promtool";
+  Everything all;
+  kvm_amf::testing::TempDir dir("monitor-promtool");
+  const std::string file = (dir / "metrics.txt").string();
+  std::ofstream(file) << all.metrics.text();
+  const std::string report = (dir / "report.txt").string();
+  const int rc = std::system(("promtool check metrics < " + file + " > " + report + " 2>&1").c_str());
+  std::ifstream in(report);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(rc, 0) << text.str();
+  EXPECT_EQ(text.str(), "") << "promtool's findings";
+}
+
+TEST(Endpoint, AnAddressInUseIsAnError) {
+  Metrics first;
+  ASSERT_TRUE(first.serve("127.0.0.1:0").ok());
+  Metrics second;
+  const std::string address = "127.0.0.1:" + std::to_string(first.port());
+  Status status = second.serve(address);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find(address), std::string::npos) << status.error().message;
+  EXPECT_EQ(second.port(), 0);
+}
+
+TEST(EventClasses, ReportsAndDecisionsAreClassedForNotifications) {
+  using daemon::eventClassesOf;
+  using std::vector;
+  EXPECT_EQ(eventClassesOf(engine::Report(engine::VmFailed{"v", "n1", engine::FailureKind::kHang})),
+            vector<std::string>{"failure"});
+  EXPECT_EQ(eventClassesOf(engine::Report(engine::FenceDone{"n3", true, "", TimePoint(0)})),
+            vector<std::string>{"fence"});
+  EXPECT_EQ(eventClassesOf(engine::Report(engine::VmStarted{"v", "n1"})), vector<std::string>{"state"});
+  EXPECT_EQ(eventClassesOf(testing::decision(1, {engine::SetHa{"a", "s", model::HaState::kActive},
+                                                 engine::FailoverSu{"b", false}, engine::RestartVm{"v", true}})),
+            (vector<std::string>{"recovery", "state"}));
+  EXPECT_EQ(eventClassesOf(testing::decision(
+                1, {engine::SetNodeStatus{"n3", engine::NodeStatus::kLost, ""}, engine::StartFence{"n3", 1}})),
+            (vector<std::string>{"failure", "fence"}));
+  EXPECT_EQ(eventClassesOf(testing::decision(1, {engine::AdminReply{1, 1, true, ""}})), vector<std::string>{"admin"});
+}
+
+}  // namespace
+}  // namespace kvm_amf::monitor

@@ -1,6 +1,7 @@
 #include "kvm_amf/monitor/notifier.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <optional>
@@ -61,6 +62,14 @@ Notifier::Notifier(EventLoop& loop, Metrics* metrics, NotifierOptions options)
                          : &counterFamily(*metrics, "amf_notifications_total",
                                           "Event notifications by destination kind (webhook, command) and outcome "
                                           "(sent, failed, dropped: the destination's queue was full)");
+  // Both kinds' series exist from the start, destinations or not (dashboards name them).
+  std::map<std::string, std::array<prometheus::Counter*, 3>> byKind;
+  for (const char* kind : {"webhook", "command"}) {
+    if (counts == nullptr) break;
+    byKind[kind] = {&counts->Add({{"kind", kind}, {"outcome", "sent"}}),
+                    &counts->Add({{"kind", kind}, {"outcome", "failed"}}),
+                    &counts->Add({{"kind", kind}, {"outcome", "dropped"}})};
+  }
   std::map<std::string, Destination*> byName;
   for (const auto& target : options_.targets) {
     const bool webhook = !target.url.empty();
@@ -73,10 +82,10 @@ Notifier::Notifier(EventLoop& loop, Metrics* metrics, NotifierOptions options)
       made->command = target.command;
       if (webhook) made->url = parseHttpUrl(target.url).value();
       if (counts != nullptr) {
-        const std::string kind = webhook ? "webhook" : "command";
-        made->sent = &counts->Add({{"kind", kind}, {"outcome", "sent"}});
-        made->failed = &counts->Add({{"kind", kind}, {"outcome", "failed"}});
-        made->dropped = &counts->Add({{"kind", kind}, {"outcome", "dropped"}});
+        const auto& [sent, failed, dropped] = byKind.at(webhook ? "webhook" : "command");
+        made->sent = sent;
+        made->failed = failed;
+        made->dropped = dropped;
       }
       made->worker = std::make_unique<Worker>(loop_);
       destination = made.get();

@@ -11,15 +11,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cluster_fixture.h"
+#include "everything.h"
 #include "exposition.h"
 #include "kvm_amf/daemon/admin_service.h"
-#include "kvm_amf/monitor/metrics.h"
-#include "kvm_amf/monitor/notifier.h"
-#include "kvm_amf/monitor/process_metrics.h"
-#include "kvm_amf/monitor/state_metrics.h"
-#include "kvm_amf/monitor/vm_metrics.h"
-#include "testing/run_until.h"
 #include "testing/temp_dir.h"
 
 namespace kvm_amf::monitor {
@@ -47,60 +41,9 @@ std::string get(int port, const std::string& path = "/metrics") {
   return answer;
 }
 
-StatsOptions statsOptions() {
-  StatsOptions options;
-  options.interval = Duration(10);
-  return options;
-}
-
-// Every collector of amfd with some data in it.
-struct Everything {
-  Everything() {
-    loop = std::move(EventLoop::create()).value();
-    state = testing::clusterState();
-    testing::serve(state);
-    ProcessOptions processOptions;
-    processOptions.adminRequests = {"query"};
-    process = std::make_unique<ProcessMetrics>(*loop, metrics, processOptions);
-    process->observeAdminRequest("query", Duration(3));
-    NotifierOptions notify;
-    notify.targets = {{"all", "", "true"}};
-    notifier = std::make_unique<Notifier>(*loop, &metrics, notify);
-    states = std::make_unique<StateMetrics>(*loop, metrics, "n1", [this] { return &state; });
-    states->onView(testing::fullView(1));
-    states->refresh();
-    vmm::VmStats a;
-    a.vm = "mme-a-vm";
-    a.running = true;
-    a.cpuTimeNs = 7;
-    a.disks.push_back({.name = "vda"});
-    a.nics.push_back({.name = "vnet0"});
-    vms = std::make_unique<VmMetrics>(
-        *loop, metrics, "n1", statsOptions(), [a](auto done) { done(std::vector<vmm::VmStats>{a}); },
-        [](const std::string&) {
-          vmm::GuestStats guest;
-          guest.heartbeats = 3;
-          guest.lastHeartbeat = TimePoint(0);
-          return std::optional<vmm::GuestStats>(guest);
-        },
-        [this] { return &state; });
-    vms->onHeartbeat("mme-a-vm", 1, true);
-    vms->onHeartbeat("mme-a-vm", 2, true);
-    vms->start();
-    EXPECT_TRUE(kvm_amf::testing::runUntil(
-        *loop, [this] { return vms->completed() > 0; }, Duration(5'000)));
-  }
-  std::unique_ptr<EventLoop> loop;
-  engine::ClusterState state;
-  Metrics metrics;
-  std::unique_ptr<ProcessMetrics> process;
-  std::unique_ptr<Notifier> notifier;
-  std::unique_ptr<StateMetrics> states;
-  std::unique_ptr<VmMetrics> vms;
-};
-
 TEST(Endpoint, ServesEveryCollectorOverHttp) {
-  Everything all;
+  testing::Everything all;
+  ASSERT_TRUE(all.ready);
   ASSERT_TRUE(all.metrics.serve("127.0.0.1:0").ok());
   ASSERT_GT(all.metrics.port(), 0);
   const std::string answer = get(all.metrics.port());
@@ -117,7 +60,8 @@ TEST(Endpoint, ServesEveryCollectorOverHttp) {
 
 TEST(Endpoint, PromtoolAcceptsTheOutput) {
   if (std::system("promtool --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no promtool";
-  Everything all;
+  testing::Everything all;
+  ASSERT_TRUE(all.ready);
   kvm_amf::testing::TempDir dir("monitor-promtool");
   const std::string file = (dir / "metrics.txt").string();
   std::ofstream(file) << all.metrics.text();

@@ -128,6 +128,11 @@ struct VmMetrics::Impl {
   void received(std::uint64_t generation, Result<std::vector<vmm::VmStats>> result);
   void publish(const std::vector<vmm::VmStats>& stats, const std::vector<QemuThreads>& qemus);
   void finish();
+  // Logs a failed collection, once until another problem or a success comes.
+  void problem(const std::string& what) {
+    if (what != lastProblem && log) log("VM statistics: " + what);
+    lastProblem = what;
+  }
   std::optional<Labels> labelsOf(const std::string& vm) const;
   void countSwitches(Vm& vm, const QemuThreads& qemu);
   void forget(std::map<std::string, Vm>::iterator it);
@@ -156,6 +161,7 @@ struct VmMetrics::Impl {
   std::uint64_t generation = 0;  // of the collection in flight; a late answer carries an older one
   TimePoint startedAt{0};
   std::uint64_t completed = 0;
+  std::string lastProblem;  // of the last collection; empty: it succeeded
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 
@@ -172,7 +178,7 @@ void VmMetrics::Impl::tick() {
     timeoutTimer.reset();
     if (!inFlight || mine != generation) return;
     timedOut->Increment();
-    if (log) log("VM statistics: no answer within " + std::to_string(options.timeout.count()) + " ms; abandoned");
+    problem("no answer within " + std::to_string(options.timeout.count()) + " ms; abandoned");
     finish();
   });
   source([this, mine, alive = std::weak_ptr<bool>(alive)](Result<std::vector<vmm::VmStats>> result) {
@@ -184,7 +190,7 @@ void VmMetrics::Impl::tick() {
 void VmMetrics::Impl::received(std::uint64_t mine, Result<std::vector<vmm::VmStats>> result) {
   if (!result.ok()) {
     failed->Increment();
-    if (log) log("VM statistics: " + result.error().message);
+    problem(result.error().message);
     return finish();
   }
   auto stats = std::make_shared<std::vector<vmm::VmStats>>(std::move(result).value());
@@ -202,6 +208,8 @@ void VmMetrics::Impl::received(std::uint64_t mine, Result<std::vector<vmm::VmSta
         if (!inFlight || mine != generation) return;
         publish(*stats, *qemus);
         ok->Increment();
+        if (!lastProblem.empty() && log) log("VM statistics: collected again");
+        lastProblem.clear();
         ++completed;
         duration.Observe(seconds(loop.now() - startedAt));
         finish();

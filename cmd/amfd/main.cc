@@ -63,7 +63,8 @@ int run(int argc, char** argv) {
   options.metricsAddress = metrics == "off" ? "" : metrics;
   for (auto [text, target] :
        {std::pair{&statsInterval, &options.statsInterval}, std::pair{&notifyTimeout, &options.notify.timeout}}) {
-    const std::optional<kvm_amf::Duration> parsed = kvm_amf::model::parseDuration(*text);
+    const std::optional<kvm_amf::Duration> parsed =
+        *text == "0" ? kvm_amf::Duration(0) : kvm_amf::model::parseDuration(*text);
     if (!parsed) {
       std::fprintf(stderr, "amfd: '%s' is not a duration (300ms, 15s, 1m)\n", text->c_str());
       return 64;

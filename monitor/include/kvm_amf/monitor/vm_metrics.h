@@ -43,8 +43,8 @@ class VmMetrics : public vmm::GuestObserver {
  public:
   // `node`: this host's name (the `node` label). `state`: the replicated state now (nullptr
   // while not synchronised), for each VM's unit and group; a VM the cluster does not know is
-  // not exported. `log` (optional): one line per failed collection. REQUIRES: loop thread; all
-  // outlive this.
+  // not exported. `log` (optional): a line when collections start failing (each new reason) and
+  // when they succeed again. REQUIRES: loop thread; all outlive this.
   VmMetrics(EventLoop& loop, Metrics& metrics, std::string node, StatsOptions options, StatsSource stats,
             GuestStatsSource guests, std::function<const engine::ClusterState*()> state,
             std::function<void(const std::string&)> log = {});

@@ -77,9 +77,30 @@ class TimedAdminHandler : public admin::AdminHandler {
 
 }  // namespace
 
+namespace {
+
+constexpr Duration kMetricsRetry = Duration(10'000);
+
+// Serves the metrics at `address`. While it cannot be bound (another process holds it, or an amfd
+// that just stopped) amfd runs on without the endpoint and tries again every 10 s: metrics must not
+// keep a host's VMs from being managed. Loop thread.
+void serveMetrics(Amfd::Parts& parts, const std::string& address, const std::function<void(const std::string&)>& log,
+                  bool retrying);
+
+}  // namespace
+
 // Declared in the order they are built; destroyed in reverse: the admin API closes first, the
 // node manager leaves the group before its parts go, the collectors go before what they read.
 struct Amfd::Parts {
+  explicit Parts(EventLoop& l) : loop(l) {}
+  ~Parts() {
+    if (metricsRetry != 0) loop.cancel(metricsRetry);
+  }
+  Parts(const Parts&) = delete;
+  Parts& operator=(const Parts&) = delete;
+
+  EventLoop& loop;
+  TimerId metricsRetry = 0;  // set while the metrics address cannot be bound
   std::unique_ptr<cluster::CorosyncGroup> group;
   std::unique_ptr<cluster::CommandFenceAgent> fence;
   std::unique_ptr<vmm::LibvirtHypervisor> hypervisor;
@@ -96,6 +117,23 @@ struct Amfd::Parts {
   std::unique_ptr<TimedAdminHandler> timed;
   std::unique_ptr<admin::AdminServer> server;
 };
+
+namespace {
+
+void serveMetrics(Amfd::Parts& parts, const std::string& address, const std::function<void(const std::string&)>& log,
+                  bool retrying) {
+  parts.metricsRetry = 0;
+  Status serving = parts.metrics->serve(address);
+  if (serving.ok()) {
+    if (retrying) log("metrics served at http://" + address + "/metrics");
+    return;
+  }
+  if (!retrying) log(serving.error().message + "; trying again every 10 s");
+  parts.metricsRetry =
+      parts.loop.after(kMetricsRetry, [&parts, address, log] { serveMetrics(parts, address, log, true); });
+}
+
+}  // namespace
 
 std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, StartError& error) {
   const std::function<void(const std::string&)> logLine = options.log ? options.log : logToStderr;
@@ -135,7 +173,7 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
     initial = engine::initialState(configuration, 1);
   }
 
-  auto parts = std::make_unique<Parts>();
+  auto parts = std::make_unique<Parts>(loop);
   Result<std::unique_ptr<cluster::CorosyncGroup>> group = cluster::CorosyncGroup::connect(loop);
   if (!group.ok()) return fail(StartError::Kind::kUnavailable, group.error().message);
   parts->group = std::move(group.value());
@@ -203,11 +241,7 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
                              parts->store.get(),
                              parts->observers.get()};
   parts->manager = std::make_unique<node::NodeManager>(options.node, deps, std::move(initial));
-  if (!options.metricsAddress.empty()) {
-    if (Status serving = parts->metrics->serve(options.metricsAddress); !serving.ok()) {
-      return fail(StartError::Kind::kUnavailable, serving.error().message);
-    }
-  }
+  if (!options.metricsAddress.empty()) serveMetrics(*parts, options.metricsAddress, logLine, false);
   parts->process->start();
   parts->vmMetrics->start();
   admin::AdminServerOptions adminOptions = options.admin;

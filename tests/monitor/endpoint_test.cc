@@ -74,15 +74,20 @@ TEST(Endpoint, PromtoolAcceptsTheOutput) {
   EXPECT_EQ(text.str(), "") << "promtool's findings";
 }
 
-TEST(Endpoint, AnAddressInUseIsAnError) {
-  Metrics first;
-  ASSERT_TRUE(first.serve("127.0.0.1:0").ok());
+TEST(Endpoint, AnAddressInUseIsAnErrorAndCanBeTriedAgain) {
+  auto first = std::make_unique<Metrics>();
+  ASSERT_TRUE(first->serve("127.0.0.1:0").ok());
   Metrics second;
-  const std::string address = "127.0.0.1:" + std::to_string(first.port());
+  const int port = first->port();
+  const std::string address = "127.0.0.1:" + std::to_string(port);
   Status status = second.serve(address);
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.error().message.find(address), std::string::npos) << status.error().message;
   EXPECT_EQ(second.port(), 0);
+  first.reset();  // the address is free again
+  ASSERT_TRUE(second.serve(address).ok());
+  EXPECT_EQ(second.port(), port);
+  EXPECT_EQ(get(port).rfind("HTTP/1.1 200", 0), 0u);
 }
 
 TEST(EventClasses, ReportsAndDecisionsAreClassedForNotifications) {

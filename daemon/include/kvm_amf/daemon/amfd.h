@@ -23,8 +23,9 @@ struct AmfdOptions {
   admin::AdminServerOptions admin;                     // ipcPath (required), group, eventsPath, TCP with CURVE
   vmm::LibvirtOptions libvirt;                         // uri, domain.kvm, domain.agentSocketDir (required)
   Duration firstHeartbeatTimeout = Duration(120'000);  // a guest's boot, to its agent's first heartbeat
-  // The metrics endpoint, "ADDR:PORT"; empty: no endpoint (the figures are still kept). An address
-  // that cannot be bound fails the start (kUnavailable). docs/monitoring.md.
+  // The metrics endpoint, "ADDR:PORT"; empty: no endpoint (the figures are still kept). While the
+  // address cannot be bound amfd runs without it, logs why and tries again every 10 s.
+  // docs/monitoring.md.
   std::string metricsAddress = "127.0.0.1:9464";
   Duration statsInterval = Duration(15'000);  // how often the VMs' statistics are collected
   // Where the QEMUs' pid files are (libvirt's run directory for QEMU), for their threads' figures.

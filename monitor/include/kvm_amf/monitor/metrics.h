@@ -23,7 +23,8 @@ class Metrics {
   Metrics& operator=(const Metrics&) = delete;
 
   // Serves GET /metrics on `address`, "ADDR:PORT" (port 0: a free port; port() tells which). An
-  // error naming the address if it cannot be bound. Called once.
+  // error naming the address if it cannot be bound; it may be called again then, not after a
+  // success.
   Status serve(const std::string& address);
   // The port serve() bound; 0 before (or when not serving).
   int port() const;

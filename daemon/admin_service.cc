@@ -1,6 +1,8 @@
 #include "kvm_amf/daemon/admin_service.h"
 
+#include <array>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "replies.h"
 
@@ -184,14 +186,72 @@ void AdminService::diff(const admin::proto::Diff& request, std::function<void(Re
   reply(std::move(answer));
 }
 
-void AdminService::publish(const std::string& type, const std::string& text, const std::string& data) {
+namespace {
+
+// The classes in notifier.h's order.
+constexpr std::array<const char*, 7> kClassOrder = {"failure", "recovery", "fence", "membership",
+                                                    "config",  "admin",    "state"};
+
+std::vector<std::string> ordered(const std::set<std::string>& classes) {
+  std::vector<std::string> out;
+  for (const char* c : kClassOrder) {
+    if (classes.contains(c)) out.emplace_back(c);
+  }
+  return out;
+}
+
+const char* classOf(const engine::Action& action) {
+  using engine::NodeStatus;
+  return std::visit(
+      Overloaded{
+          [](const engine::SetNodeStatus& a) {
+            return a.status == NodeStatus::kLost || a.status == NodeStatus::kAmfdDown ? "failure" : "state";
+          },
+          [](const engine::StartFence&) { return "fence"; }, [](const engine::RestartVm&) { return "recovery"; },
+          [](const engine::RestartSu&) { return "recovery"; }, [](const engine::FailoverSu&) { return "recovery"; },
+          [](const engine::SetNodeOper& a) { return a.oper == model::OperState::kDisabled ? "recovery" : "admin"; },
+          [](const engine::RepairSu&) { return "recovery"; }, [](const engine::DestroyVm&) { return "recovery"; },
+          [](const engine::SetAdmin&) { return "admin"; }, [](const engine::SetPreferredActive&) { return "admin"; },
+          [](const engine::SetSgAdjust&) { return "admin"; }, [](const engine::AdminReply&) { return "admin"; },
+          [](const engine::SetConfiguration&) { return "config"; }, [](const engine::ConfigReply&) { return "config"; },
+          [](const auto&) { return "state"; },  // starts, stops, assignments
+      },
+      action);
+}
+
+}  // namespace
+
+std::vector<std::string> eventClassesOf(const engine::Report& report) {
+  const char* c = std::visit(Overloaded{
+                                 [](const engine::VmFailed&) { return "failure"; },
+                                 [](const engine::VmStartFailed&) { return "failure"; },
+                                 [](const engine::VmStopFailed&) { return "failure"; },
+                                 [](const engine::FenceDone&) { return "fence"; },
+                                 [](const engine::AdminRequest&) { return "admin"; },
+                                 [](const engine::ConfigChange&) { return "config"; },
+                                 [](const auto&) { return "state"; },
+                             },
+                             report);
+  return {c};
+}
+
+std::vector<std::string> eventClassesOf(const engine::Decision& decision) {
+  std::set<std::string> classes;
+  for (const auto& action : decision.actions) classes.insert(classOf(action));
+  return ordered(classes);
+}
+
+void AdminService::publish(const std::string& type, const std::string& text, json data,
+                           std::vector<std::string> classes) {
   if (log_) log_(type + " " + text);
-  if (server_ == nullptr) return;
-  admin::proto::Event event;
-  event.set_type(type);
-  event.set_text(text);
-  event.set_json(data);
-  server_->publish(event);
+  if (server_ != nullptr) {
+    admin::proto::Event event;
+    event.set_type(type);
+    event.set_text(text);
+    if (!data.is_null()) event.set_json(data.dump());
+    server_->publish(event);
+  }
+  if (sink_) sink_(PublishedEvent{type, std::move(classes), text, std::move(data)});
 }
 
 void AdminService::onView(const engine::View& view) {
@@ -204,7 +264,7 @@ void AdminService::onView(const engine::View& view) {
   publish("view",
           "membership: amfd on nodes " + members.dump() + ", hosts " + hosts.dump() +
               (view.quorate ? ", quorate" : ", not quorate"),
-          data.dump());
+          data, {"membership"});
 }
 
 void AdminService::onApplied(const engine::Envelope& message, const engine::ClusterState& state) {
@@ -214,14 +274,14 @@ void AdminService::onApplied(const engine::Envelope& message, const engine::Clus
                    for (const auto& action : decision.actions) actions.push_back(engine::describe(action));
                    std::string text;
                    for (const auto& action : actions) text += (text.empty() ? "" : "; ") + action.get<std::string>();
-                   publish(
-                       "decision", text,
-                       json{{"seq", state.decisions}, {"director", decision.director}, {"actions", actions}}.dump());
+                   publish("decision", text,
+                           json{{"seq", state.decisions}, {"director", decision.director}, {"actions", actions}},
+                           eventClassesOf(decision));
                    followConfiguration(state);
                  },
                  [&](const engine::Report& report) {
                    const std::string what = engine::describe(report);
-                   publish("report", what, json{{"what", what}}.dump());
+                   publish("report", what, json{{"what", what}}, eventClassesOf(report));
                  },
                  [](const auto&) {},
              },
@@ -229,7 +289,8 @@ void AdminService::onApplied(const engine::Envelope& message, const engine::Clus
 }
 
 void AdminService::onSynced(const engine::ClusterState& state) {
-  publish("synced", "state synchronised with the group (" + std::to_string(state.decisions) + " decisions)");
+  publish("synced", "state synchronised with the group (" + std::to_string(state.decisions) + " decisions)", nullptr,
+          {});
   followConfiguration(state);
 }
 
@@ -241,7 +302,7 @@ void AdminService::followConfiguration(const engine::ClusterState& state) {
     publish("config",
             "configuration generation " + std::to_string(state.generation) +
                 (changes.empty() ? "" : ": " + config::summarize(changes)),
-            json{{"generation", state.generation}, {"changes", std::move(list)}}.dump());
+            json{{"generation", state.generation}, {"changes", std::move(list)}}, {"config"});
   }
   lastConfig_ = state.config;
   lastGeneration_ = state.generation;

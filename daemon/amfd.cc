@@ -16,13 +16,96 @@
 #include "kvm_amf/daemon/admin_service.h"
 #include "kvm_amf/daemon/checkpoint_requests.h"
 #include "kvm_amf/daemon/guest_checkpoints.h"
+#include "kvm_amf/monitor/metrics.h"
+#include "kvm_amf/monitor/process_metrics.h"
+#include "kvm_amf/monitor/state_metrics.h"
+#include "kvm_amf/monitor/vm_metrics.h"
 #include "kvm_amf/vmm/socket_guest_channel.h"
 
 namespace kvm_amf::daemon {
 
+namespace {
+
+void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+
+// The node manager has one observer: this passes what it sees to several, in order.
+class Observers : public node::NodeObserver {
+ public:
+  explicit Observers(std::vector<node::NodeObserver*> observers) : observers_(std::move(observers)) {}
+  void onView(const engine::View& view) override {
+    for (auto* o : observers_) o->onView(view);
+  }
+  void onApplied(const engine::Envelope& message, const engine::ClusterState& state) override {
+    for (auto* o : observers_) o->onApplied(message, state);
+  }
+  void onSynced(const engine::ClusterState& state) override {
+    for (auto* o : observers_) o->onSynced(state);
+  }
+
+ private:
+  std::vector<node::NodeObserver*> observers_;
+};
+
+// The kind of an admin request, for amf_admin_request_duration_seconds.
+const std::vector<std::string> kRequestKinds = {"query", "command", "apply", "diff", "delete"};
+std::string requestKind(const admin::proto::Request& request) {
+  if (request.has_command()) return "command";
+  if (request.has_apply()) return "apply";
+  if (request.has_diff()) return "diff";
+  if (request.has_delete_()) return "delete";
+  return "query";
+}
+
+// Times each request from its arrival to its answer. The answer may come after this handler is
+// gone (the server is closed first): it then touches only the clock and the metrics, which outlive
+// every request.
+class TimedAdminHandler : public admin::AdminHandler {
+ public:
+  TimedAdminHandler(Scheduler& scheduler, admin::AdminHandler& inner, monitor::ProcessMetrics& metrics)
+      : scheduler_(scheduler), inner_(inner), metrics_(metrics) {}
+  void onRequest(const admin::proto::Request& request, const admin::Peer& peer,
+                 std::function<void(admin::proto::Reply)> reply) override {
+    inner_.onRequest(request, peer,
+                     [scheduler = &scheduler_, metrics = &metrics_, kind = requestKind(request),
+                      start = scheduler_.now(), reply = std::move(reply)](admin::proto::Reply answer) {
+                       metrics->observeAdminRequest(kind, scheduler->now() - start);
+                       reply(std::move(answer));
+                     });
+  }
+
+ private:
+  Scheduler& scheduler_;
+  admin::AdminHandler& inner_;
+  monitor::ProcessMetrics& metrics_;
+};
+
+}  // namespace
+
+namespace {
+
+constexpr Duration kMetricsRetry = Duration(10'000);
+
+// Serves the metrics at `address`. While it cannot be bound (another process holds it, or an amfd
+// that just stopped) amfd runs on without the endpoint and tries again every 10 s: metrics must not
+// keep a host's VMs from being managed. Loop thread.
+void serveMetrics(Amfd::Parts& parts, const std::string& address, const std::function<void(const std::string&)>& log,
+                  bool retrying);
+
+}  // namespace
+
 // Declared in the order they are built; destroyed in reverse: the admin API closes first, the
-// node manager and the checkpoint service leave their groups before their parts go.
+// node manager and the checkpoint service leave their groups before their parts go, the
+// collectors go before what they read.
 struct Amfd::Parts {
+  explicit Parts(EventLoop& l) : loop(l) {}
+  ~Parts() {
+    if (metricsRetry != 0) loop.cancel(metricsRetry);
+  }
+  Parts(const Parts&) = delete;
+  Parts& operator=(const Parts&) = delete;
+
+  EventLoop& loop;
+  TimerId metricsRetry = 0;  // set while the metrics address cannot be bound
   std::unique_ptr<cluster::CorosyncGroup> group;
   std::unique_ptr<cluster::CorosyncGroup> checkpointGroup;  // kvm-amf-ckpt
   std::unique_ptr<cluster::CommandFenceAgent> fence;
@@ -33,14 +116,32 @@ struct Amfd::Parts {
   std::unique_ptr<ckpt::CheckpointService> checkpoints;
   std::unique_ptr<CheckpointRequests> checkpointRequests;
   std::unique_ptr<GuestCheckpointAccess> guestCheckpoints;
+  std::unique_ptr<monitor::Metrics> metrics;
+  std::unique_ptr<monitor::ProcessMetrics> process;
+  std::unique_ptr<monitor::Notifier> notifier;
+  std::unique_ptr<monitor::StateMetrics> stateMetrics;
+  std::unique_ptr<monitor::VmMetrics> vmMetrics;
   std::unique_ptr<AdminService> service;
+  std::unique_ptr<Observers> observers;
   std::unique_ptr<node::NodeManager> manager;
+  std::unique_ptr<TimedAdminHandler> timed;
   std::unique_ptr<admin::AdminServer> server;
 };
 
 namespace {
 
-void logToStderr(const std::string& line) { std::fprintf(stderr, "amfd: %s\n", line.c_str()); }
+void serveMetrics(Amfd::Parts& parts, const std::string& address, const std::function<void(const std::string&)>& log,
+                  bool retrying) {
+  parts.metricsRetry = 0;
+  Status serving = parts.metrics->serve(address);
+  if (serving.ok()) {
+    if (retrying) log("metrics served at http://" + address + "/metrics");
+    return;
+  }
+  if (!retrying) log(serving.error().message + "; trying again every 10 s");
+  parts.metricsRetry =
+      parts.loop.after(kMetricsRetry, [&parts, address, log] { serveMetrics(parts, address, log, true); });
+}
 
 // The service group of VM `vm` in `config`, if any.
 std::optional<std::string> groupOfVm(const model::Configuration& config, const std::string& vm) {
@@ -97,7 +198,7 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
     initial = engine::initialState(configuration, 1);
   }
 
-  auto parts = std::make_unique<Parts>();
+  auto parts = std::make_unique<Parts>(loop);
   Result<std::unique_ptr<cluster::CorosyncGroup>> group = cluster::CorosyncGroup::connect(loop);
   if (!group.ok()) return fail(StartError::Kind::kUnavailable, group.error().message);
   parts->group = std::move(group.value());
@@ -141,19 +242,61 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
       checkpointsLoaded);
   parts->checkpointRequests = std::make_unique<CheckpointRequests>(options.node, *parts->checkpoints);
 
+  // Metrics (docs/monitoring.md): read the node manager's state through `Parts`, which holds it
+  // once built and outlives every collector.
+  Parts* built = parts.get();
+  auto replicated = [built]() -> const engine::ClusterState* {
+    return built->manager ? built->manager->state() : nullptr;
+  };
+  parts->metrics = std::make_unique<monitor::Metrics>();
+  parts->process = std::make_unique<monitor::ProcessMetrics>(
+      loop, *parts->metrics, monitor::ProcessOptions{.version = options.version, .adminRequests = kRequestKinds});
+  parts->notifier = std::make_unique<monitor::Notifier>(loop, parts->metrics.get(), options.notify);
+  parts->stateMetrics = std::make_unique<monitor::StateMetrics>(
+      loop, *parts->metrics, options.node, replicated, [built](const std::string& vm) -> std::optional<TimePoint> {
+        std::optional<vmm::GuestStats> stats = built->guests->stats(vm);
+        return stats ? stats->lastHeartbeat : std::nullopt;
+      });
+  monitor::StatsOptions statsOptions;
+  statsOptions.interval = options.statsInterval;
+  statsOptions.qemuPidDir = options.qemuPidDir;
+  parts->vmMetrics = std::make_unique<monitor::VmMetrics>(
+      loop, *parts->metrics, options.node, statsOptions,
+      [built](std::function<void(Result<std::vector<vmm::VmStats>>)> done) {
+        built->hypervisor->stats(std::move(done));
+      },
+      [built](const std::string& vm) { return built->guests->stats(vm); }, replicated, logLine);
+  parts->guests->setObserver(parts->vmMetrics.get());
+
   parts->service = std::make_unique<AdminService>(options.node, logLine);
+  // Notifications go out from the amfd that directs (every amfd publishes the same events).
+  parts->service->setEventSink([built, &loop, node = options.node](const PublishedEvent& event) {
+    if (event.classes.empty() || !built->manager) return;
+    const engine::View& view = built->manager->view();
+    if (engine::directorOf(view) != view.self) return;
+    const nlohmann::json payload = {{"type", event.type}, {"classes", event.classes},     {"text", event.text},
+                                    {"node", node},       {"timeMs", loop.now().count()}, {"data", event.data}};
+    built->notifier->notify(event.type, event.classes,
+                            payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  });
+  parts->observers =
+      std::make_unique<Observers>(std::vector<node::NodeObserver*>{parts->service.get(), parts->stateMetrics.get()});
   node::NodeManagerDeps deps{&loop,
                              parts->group.get(),
                              parts->fence.get(),
                              parts->hypervisor.get(),
                              parts->guests.get(),
                              parts->store.get(),
-                             parts->service.get(),
+                             parts->observers.get(),
                              options.vmLimits};
   parts->manager = std::make_unique<node::NodeManager>(options.node, deps, std::move(initial));
+  if (!options.metricsAddress.empty()) serveMetrics(*parts, options.metricsAddress, logLine, false);
+  parts->process->start();
+  parts->vmMetrics->start();
   admin::AdminServerOptions adminOptions = options.admin;
   if (!adminOptions.logger) adminOptions.logger = logLine;
-  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::create(loop, adminOptions, *parts->service);
+  parts->timed = std::make_unique<TimedAdminHandler>(loop, *parts->service, *parts->process);
+  Result<std::unique_ptr<admin::AdminServer>> server = admin::AdminServer::create(loop, adminOptions, *parts->timed);
   if (!server.ok()) return fail(StartError::Kind::kUnavailable, server.error().message);
   parts->server = std::move(server.value());
   parts->service->attach(parts->manager.get(), parts->server.get());
@@ -173,7 +316,8 @@ std::unique_ptr<Amfd> Amfd::start(EventLoop& loop, const AmfdOptions& options, S
   if (Status joined = parts->manager->start(); !joined.ok()) {
     return fail(StartError::Kind::kUnavailable, joined.error().message);
   }
-  logLine("node " + options.node + " started; admin API at " + adminOptions.ipcPath);
+  logLine("node " + options.node + " started; admin API at " + adminOptions.ipcPath + "; metrics " +
+          (options.metricsAddress.empty() ? std::string("off") : "at http://" + options.metricsAddress + "/metrics"));
   return std::unique_ptr<Amfd>(new Amfd(std::move(parts)));
 }
 
@@ -184,6 +328,7 @@ Amfd::~Amfd() {
   parts_->guests->setCheckpoints(nullptr);
   parts_->manager->stop();
   parts_->checkpoints->stop();
+  parts_->guests->setObserver(nullptr);
 }
 
 }  // namespace kvm_amf::daemon

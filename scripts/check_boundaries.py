@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when a part reaches outside its boundary.
 
-1. libvirt, Corosync, ZeroMQ and yaml-cpp headers are included only in their own part
+1. libvirt, Corosync, ZeroMQ, yaml-cpp and prometheus-cpp headers are included only in their own part
    (and in that part's tests); the checkpoint service's headers only where amfd is put together
    (daemon/), so that the engine, the membership and the hypervisor adapter never depend on it.
 2. Library code neither reads the real clock nor sleeps: time comes from the injected clock.
@@ -27,6 +27,7 @@ INCLUDE_RULES = [
     ("libyaml", re.compile(r'#\s*include\s*<yaml\.h>'), ("amf/config/", "tests/amf/config/")),
     ("the checkpoint service", re.compile(r'#\s*include\s*[<"]kvm_amf/ckpt/'),
      ("ckpt/", "daemon/", "cmd/", "tests/", "bench/")),
+    ("prometheus-cpp", re.compile(r'#\s*include\s*[<"]prometheus/'), ("monitor/", "tests/monitor/")),
 ]
 
 # Folders whose code may use real time: programs, tests, benchmarks, the guest agent.

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "kvm_amf/common/shell_command.h"
 
 namespace kvm_amf::cluster {
 
@@ -33,60 +34,11 @@ std::string substituteNode(const std::string& command, const std::string& node) 
   return out;
 }
 
-// The last line of `output` with anything but blanks in it, without surrounding blanks; "" if none.
-std::string lastLine(const std::string& output) {
-  static constexpr const char* kBlank = " \t\r\n\v\f";
-  std::size_t end = output.find_last_not_of(kBlank);
-  if (end == std::string::npos) return "";
-  std::size_t newline = output.rfind('\n', end);
-  std::size_t begin = newline == std::string::npos ? 0 : newline + 1;
-  begin = output.find_first_not_of(kBlank, begin);
-  return output.substr(begin, end + 1 - begin);
-}
-
-std::string withLastLine(std::string message, const std::string& output) {
-  std::string line = lastLine(output);
-  if (!line.empty()) message += ": " + line;
-  return message;
-}
-
 // Waits for `pid`, which must be our child, and retries when interrupted. Blocks.
 void reapBlocking(pid_t pid) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-}
-
-// Starts `/bin/sh -c command` in a new process group with stdin from /dev/null and stdout and
-// stderr into `outFd`. Returns the pid, or an errno value as a negative number.
-pid_t spawnShell(const std::string& command, int outFd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, outFd, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, outFd, STDERR_FILENO);
-  // The command starts clean: its own group (so that a timeout can kill all it started), no
-  // blocked signals and default dispositions whatever the daemon set for itself.
-  sigset_t none;
-  sigset_t all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-
-  std::string shell = "sh";
-  std::string dashC = "-c";
-  std::string script = command;
-  char* argv[] = {shell.data(), dashC.data(), script.data(), nullptr};
-  pid_t pid = -1;
-  int error = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  return error == 0 ? pid : -error;
 }
 
 }  // namespace
@@ -121,7 +73,7 @@ void CommandFenceAgent::fence(const std::string& node, const FenceMethod& method
     return failLater(std::move(done), "cannot start the fence command: " + errnoText("pipe2", errno));
   }
   fcntl(pipeFds[0], F_SETFL, fcntl(pipeFds[0], F_GETFL) | O_NONBLOCK);
-  pid_t pid = spawnShell(substituteNode(method.command, node), pipeFds[1]);
+  pid_t pid = spawnShell(substituteNode(method.command, node), -1, pipeFds[1]);
   close(pipeFds[1]);
   if (pid < 0) {
     close(pipeFds[0]);

@@ -8,8 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "kvm_amf/amf/model/units.h"
 #include "kvm_amf/daemon/amfd.h"
 
 namespace {
@@ -25,6 +29,11 @@ int run(int argc, char** argv) {
   long corosyncWaitS = 30;
   long shutdownGraceS = 60;
   long rebootGraceS = 60;
+  std::string metrics = options.metricsAddress;
+  std::string statsInterval = "15s";
+  std::string notifyTimeout = "5s";
+  std::vector<std::string> webhooks;
+  std::vector<std::string> commands;
   app.add_option("--node", options.node, "this host's name in the Cluster document")->required();
   app.add_option("--config", options.configFiles, "the cluster's YAML files")->required();
   app.add_option("--state-dir", options.stateDir, "where the replicated state is kept")->capture_default_str();
@@ -45,7 +54,41 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--vm-reboot-grace", rebootGraceS, "seconds a guest may take to reboot on vm reboot before a reset")
       ->capture_default_str();
+  app.add_option("--metrics", metrics, "the metrics endpoint, ADDR:PORT, or off")
+      ->capture_default_str()
+      ->envname("AMFD_METRICS");
+  app.add_option("--stats-interval", statsInterval, "how often the VMs' statistics are collected (0: never)")
+      ->capture_default_str()
+      ->envname("AMFD_STATS_INTERVAL");
+  app.add_option("--qemu-pid-dir", options.qemuPidDir, "libvirt's QEMU pid files (for the QEMU threads' figures)")
+      ->capture_default_str();
+  app.add_option("--notify", webhooks, "CLASS=http://HOST[:PORT]/PATH: POST each event of CLASS (or all) there");
+  app.add_option("--notify-command", commands, "CLASS=COMMAND: run COMMAND with each event of CLASS on stdin");
+  app.add_option("--notify-timeout", notifyTimeout, "how long one notification may take")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.metricsAddress = metrics == "off" ? "" : metrics;
+  for (auto [text, target] :
+       {std::pair{&statsInterval, &options.statsInterval}, std::pair{&notifyTimeout, &options.notify.timeout}}) {
+    const std::optional<kvm_amf::Duration> parsed =
+        *text == "0" ? kvm_amf::Duration(0) : kvm_amf::model::parseDuration(*text);
+    if (!parsed) {
+      std::fprintf(stderr, "amfd: '%s' is not a duration (300ms, 15s, 1m)\n", text->c_str());
+      return 64;
+    }
+    *target = *parsed;
+  }
+  for (auto [specs, command] : {std::pair{&webhooks, false}, std::pair{&commands, true}}) {
+    for (const auto& spec : *specs) {
+      kvm_amf::Result<kvm_amf::monitor::NotifyTarget> target = kvm_amf::monitor::parseNotifyTarget(spec, command);
+      if (!target.ok()) {
+        std::fprintf(stderr, "amfd: %s %s\n", command ? "--notify-command" : "--notify",
+                     target.error().message.c_str());
+        return 64;
+      }
+      options.notify.targets.push_back(std::move(target).value());
+    }
+  }
+  options.version = KVM_AMF_VERSION;
   // Log lines start with the time (UTC, milliseconds), as journals and log collectors expect.
   options.log = [](const std::string& line) {
     const auto now = std::chrono::system_clock::now();

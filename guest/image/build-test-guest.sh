@@ -61,6 +61,7 @@ wanted_modules=(
 #   hook <state> <si> [ip]        the agent ran the hook for an assignment (/etc/kvm-amf/hook)
 #   counter resumed <n> | counter <n>   kvm-amf-counter (an SI with the attribute `counter`) took over at n
 #                                 / had n acknowledged
+#   load started|ended            kvmamf.load=DELAY:SECONDS: a CPU loop began / stopped
 write_init() {
   cat >"$1" <<'INIT'
 #!/bin/busybox sh
@@ -70,7 +71,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
-addr='' gw='' mode='' wdstop='' agentstop='' debug=''
+addr='' gw='' mode='' wdstop='' agentstop='' debug='' load=''
 read -r cmdline </proc/cmdline
 # shellcheck disable=SC2086 # split into words on purpose
 for arg in $cmdline; do
@@ -81,6 +82,7 @@ for arg in $cmdline; do
     kvmamf.watchdog=stop-after:*) wdstop=${arg#kvmamf.watchdog=stop-after:} ;;
     kvmamf.agent-stop-after=*) agentstop=${arg#kvmamf.agent-stop-after=} ;;
     kvmamf.debug=1) debug=1 ;;
+    kvmamf.load=*:*) load=${arg#kvmamf.load=} ;;
   esac
 done
 [ -n "$debug" ] && echo "KVM-AMF-GUEST init uptime=$(cut -d' ' -f1 /proc/uptime)"
@@ -129,6 +131,23 @@ if [ -x /sbin/kvm-amf-agent ]; then
       echo "KVM-AMF-GUEST agent exited rc=$?"
       sleep 1
     done
+  ) &
+fi
+
+if [ -n "$load" ]; then
+  # DELAY seconds after this point, keep the vCPU busy for SECONDS: shell arithmetic only (no
+  # process started per round), reading the uptime once per thousand rounds.
+  (
+    sleep "${load%%:*}"
+    echo "KVM-AMF-GUEST load started"
+    read -r up _ </proc/uptime
+    end=$((${up%%.*} + ${load#*:}))
+    while [ "${up%%.*}" -lt "$end" ]; do
+      i=0
+      while [ $i -lt 1000 ]; do i=$((i + 1)); done
+      read -r up _ </proc/uptime
+    done
+    echo "KVM-AMF-GUEST load ended"
   ) &
 fi
 

@@ -192,7 +192,9 @@ VmStats vmStatsOf(virDomainStatsRecordPtr record) {
   stats.running = params.number("state.state") == VIR_DOMAIN_RUNNING;
   stats.cpuTimeNs = params.number("cpu.time");
   stats.memoryKiB = params.number("balloon.current");
+  stats.memoryMaxKiB = params.number("balloon.maximum");
   stats.memoryRssKiB = params.number("balloon.rss");
+  stats.memoryUsableKiB = params.number("balloon.usable");
   const std::uint64_t disks = params.number("block.count");
   for (std::uint64_t i = 0; i < disks; ++i) {
     const std::string p = "block." + std::to_string(i) + ".";
@@ -201,7 +203,10 @@ VmStats vmStatsOf(virDomainStatsRecordPtr record) {
                            .writeBytes = params.number(p + "wr.bytes"),
                            .readRequests = params.number(p + "rd.reqs"),
                            .writeRequests = params.number(p + "wr.reqs"),
-                           .errors = params.number(p + "errors")});
+                           .errors = params.number(p + "errors"),
+                           .allocation = params.number(p + "allocation"),
+                           .capacity = params.number(p + "capacity"),
+                           .physical = params.number(p + "physical")});
   }
   const std::uint64_t nics = params.number("net.count");
   for (std::uint64_t i = 0; i < nics; ++i) {
@@ -970,6 +975,7 @@ struct Core : std::enable_shared_from_this<Core> {
           gather->done = std::move(done);
           for (std::size_t i = 0; i < gather->stats.size(); ++i) {
             const std::string vm = gather->stats[i].vm;
+            gather->stats[i].complete = false;  // until its QEMU answers
             {
               std::lock_guard lock(mutex);
               if (statsLate.count(vm) > 0) continue;  // an earlier query still waits for its QEMU
@@ -985,9 +991,12 @@ struct Core : std::enable_shared_from_this<Core> {
                     if (statsAsked.count(vm) > 0) statsLate.insert(vm);  // timed out: still running
                   } else {
                     VmStats& s = gather->stats[i];
+                    s.complete = true;
                     s.cpuTimeNs = qemu.value().cpuTimeNs;
                     s.memoryKiB = qemu.value().memoryKiB;
+                    s.memoryMaxKiB = qemu.value().memoryMaxKiB;
                     s.memoryRssKiB = qemu.value().memoryRssKiB;
+                    s.memoryUsableKiB = qemu.value().memoryUsableKiB;
                     s.disks = qemu.value().disks;
                   }
                   if (--gather->pending == 0) gather->done(std::move(gather->stats));

@@ -8,11 +8,28 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+#include <vector>
+
 #include "kvm_amf/admin/admin_server.h"
 #include "kvm_amf/amf/node/node_manager.h"
 #include "kvm_amf/daemon/checkpoint_requests.h"
 
 namespace kvm_amf::daemon {
+
+// An event as published on the event stream, with its classes for notifications
+// (monitor/notifier.h: failure, recovery, fence, membership, config, admin, state).
+struct PublishedEvent {
+  std::string type;                  // view, synced, report, decision, config
+  std::vector<std::string> classes;  // empty for `synced` (this amfd's own news)
+  std::string text;
+  nlohmann::json data;
+};
+
+// The notification classes of a report or a decision (every action's, once each, in the order
+// of notifier.h's list).
+std::vector<std::string> eventClassesOf(const engine::Report& report);
+std::vector<std::string> eventClassesOf(const engine::Decision& decision);
 
 class AdminService : public admin::AdminHandler, public node::NodeObserver {
  public:
@@ -40,12 +57,15 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
   void onRequest(const admin::proto::Request& request, const admin::Peer& peer,
                  std::function<void(admin::proto::Reply)> reply) override;
 
+  // Called with every event after it is published (notifications). Loop thread.
+  void setEventSink(std::function<void(const PublishedEvent&)> sink) { sink_ = std::move(sink); }
+
   void onView(const engine::View& view) override;
   void onApplied(const engine::Envelope& message, const engine::ClusterState& state) override;
   void onSynced(const engine::ClusterState& state) override;
 
  private:
-  void publish(const std::string& type, const std::string& text, const std::string& json = "");
+  void publish(const std::string& type, const std::string& text, nlohmann::json data, std::vector<std::string> classes);
   void configure(const admin::proto::Request& request, std::function<void(admin::proto::Reply)> reply);
   void diff(const admin::proto::Diff& request, std::function<void(admin::proto::Reply)> reply);
   // Publishes a `config` event when the state's configuration generation is not the one last seen.
@@ -53,6 +73,7 @@ class AdminService : public admin::AdminHandler, public node::NodeObserver {
 
   std::string node_;
   std::function<void(const std::string&)> log_;
+  std::function<void(const PublishedEvent&)> sink_;
   node::NodeManager* manager_ = nullptr;
   admin::AdminServer* server_ = nullptr;
   CheckpointRequests* checkpoints_ = nullptr;

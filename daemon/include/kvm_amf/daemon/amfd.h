@@ -12,6 +12,7 @@
 #include "kvm_amf/amf/node/local_agent.h"
 #include "kvm_amf/common/event_loop.h"
 #include "kvm_amf/common/result.h"
+#include "kvm_amf/monitor/notifier.h"
 #include "kvm_amf/vmm/libvirt_hypervisor.h"
 
 namespace kvm_amf::daemon {
@@ -24,6 +25,16 @@ struct AmfdOptions {
   vmm::LibvirtOptions libvirt;                         // uri, domain.kvm, domain.agentSocketDir (required)
   Duration firstHeartbeatTimeout = Duration(120'000);  // a guest's boot, to its agent's first heartbeat
   node::VmOperationLimits vmLimits;                    // vm shutdown's and vm reboot's graces
+  // The metrics endpoint, "ADDR:PORT"; empty: no endpoint (the figures are still kept). While the
+  // address cannot be bound amfd runs without it, logs why and tries again every 10 s.
+  // docs/monitoring.md.
+  std::string metricsAddress = "127.0.0.1:9464";
+  Duration statsInterval = Duration(15'000);  // how often the VMs' statistics are collected
+  // Where the QEMUs' pid files are (libvirt's run directory for QEMU), for their threads' figures.
+  std::string qemuPidDir = "/run/libvirt/qemu";
+  // Event notifications: sent by the amfd that directs the cluster, so give every amfd the same.
+  monitor::NotifierOptions notify;
+  std::string version;  // amf_build_info
   // One line of amfd's log (what it started, refused or dropped, every report and decision it
   // applies, what the guests' channels saw). Called on the loop thread. Default: stderr.
   std::function<void(const std::string&)> log;

@@ -39,14 +39,22 @@ struct LibvirtOptions {
 // VM's list of disks or NICs may be empty).
 struct VmStats {
   std::string vm;
-  bool running = false;            // the guest executes; false: paused (or another state of an active VM)
-  std::uint64_t cpuTimeNs = 0;     // all vCPUs and QEMU's own threads
-  std::uint64_t memoryKiB = 0;     // current balloon size (the guest's memory)
-  std::uint64_t memoryRssKiB = 0;  // QEMU's resident set
+  bool running = false;  // the guest executes; false: paused (or another state of an active VM)
+  // False when the VM's QEMU did not answer in time (or was still being asked by an earlier
+  // query): the figures QEMU gives (CPU time, memory, disks) are then missing (0, no disks).
+  bool complete = true;
+  std::uint64_t cpuTimeNs = 0;        // all vCPUs and QEMU's own threads
+  std::uint64_t memoryKiB = 0;        // current balloon size (the guest's memory)
+  std::uint64_t memoryMaxKiB = 0;     // the most the balloon may give the guest
+  std::uint64_t memoryRssKiB = 0;     // QEMU's resident set
+  std::uint64_t memoryUsableKiB = 0;  // what the guest can still use, from its balloon driver (0 without one)
   struct Block {
     std::string name;  // the target device, e.g. vda
     // `errors`: libvirt reports it for Xen only; 0 under QEMU.
     std::uint64_t readBytes = 0, writeBytes = 0, readRequests = 0, writeRequests = 0, errors = 0;
+    // Bytes: the image's allocation (highest written offset), the size the guest sees, the image
+    // on the host's storage.
+    std::uint64_t allocation = 0, capacity = 0, physical = 0;
   };
   struct Net {
     std::string name;  // the host-side device, e.g. vnet0

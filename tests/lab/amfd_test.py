@@ -54,7 +54,7 @@ class Watcher(threading.Thread):
         self.tries = 0
 
     def run(self):
-        while not self.stopped.wait(0.2):
+        while True:
             self.tries += 1
             try:
                 status = self.lab.status()
@@ -64,6 +64,8 @@ class Watcher(threading.Thread):
                     self.judge(status, truth)
             except Exception as e:  # noqa: BLE001 - a broken watcher must fail the case, not vanish
                 self.problems.append("%d: the watcher failed: %r" % (now_ms(), e))
+            if self.stopped.wait(0.2):
+                return
 
     def judge(self, status, truth):
         for si in status["sis"]:
@@ -91,6 +93,9 @@ class Watcher(threading.Thread):
                 self.mismatch_since.pop(vm["name"], None)
 
     def finish(self):
+        # A case can end within one poll: let the watcher read the settled state at least once more.
+        last = self.tries
+        wait_for("the watcher's next poll", lambda: self.tries > last + 1 or not self.is_alive(), timeout=30)
         self.stopped.set()
         self.join(10)
         check(self.polls > 0, "the watcher never read a status (%d tries)" % self.tries)

@@ -33,7 +33,7 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 sys.path.insert(0, os.path.join(SOURCE, "scripts", "lab"))
 from amf_lab.examples import relocated  # noqa: E402
 from amf_lab.lab import Lab, Tools  # noqa: E402
-from amf_lab.util import run, wait_for  # noqa: E402
+from amf_lab.util import Timeout, run, wait_for  # noqa: E402
 
 PORT = 9464
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -206,6 +206,11 @@ def check_time_moves(prom):
     for expr in ("sum(rate(amf_vm_cpu_seconds_total[10s]))", "sum(rate(amf_vm_context_switches_total[10s]))",
                  "sum(rate(amf_vm_heartbeats_total[10s]))", "sum(rate(amf_stats_collections_total[10s]))",
                  "sum(rate(amf_event_loop_lag_seconds_count[10s]))", "sum(rate(amf_process_cpu_seconds_total[10s]))"):
+        # A series just present has one sample: its rate needs a second scrape, so wait a little.
+        try:
+            wait_for("%s > 0" % expr, lambda e=expr: (prom.value(e) or 0) > 0, timeout=15, poll=0.5)
+        except Timeout:
+            pass
         rate = prom.value(expr)
         check(rate and rate > 0, "%s = %s: not moving" % (expr, rate))
         print("%s = %.3f" % (expr, rate))

@@ -42,7 +42,9 @@ step "tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 # Every test but the 200-schedule fuzz run (sim.fuzz), which the normal build runs: under the
 # sanitizers it would take most of the suite's time, and the scenario corpus covers the same code.
 # Of the real-lab cases, those whose amfd code the others already run (a partition, lock/unlock,
-# si-swap, the scenario runs) run in the normal build only: each costs a lab and booted guests.
+# si-swap, the scenario runs, the checkpoint and Prometheus labs, whose services the unit and
+# Corosync tests run under the sanitizers) and the 50 VM cycles run in the normal build only: each
+# costs a lab and booted guests.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j "$jobs" --output-on-failure -LE faultlab-scenario \
-  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash|lab\.ckpt\.cluster-restart)$')
+  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash|lab\.ckpt\..*|monitor\.lab|libvirt\.vm\.cycles)$')

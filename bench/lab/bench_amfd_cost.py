@@ -56,14 +56,28 @@ def cpu_seconds(pid):
 
 
 def memory_mib(pid):
-    """(resident, of it anonymous: the process's own, not the libraries' pages it shares)."""
+    """(resident; proportional: shared pages divided among the processes sharing them; of the resident,
+    anonymous: the process's own, not the libraries' pages)."""
     fields = {}
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
             parts = line.split()
             if len(parts) == 3 and parts[2] == "kB":
                 fields[parts[0].rstrip(":")] = int(parts[1]) / 1024.0
-    return fields.get("Rss", 0.0), fields.get("Anonymous", 0.0)
+    return fields.get("Rss", 0.0), fields.get("Pss", 0.0), fields.get("Anonymous", 0.0)
+
+
+def largest_mappings(pid, count=5):
+    """The files whose pages make up most of the process's resident memory: [(MiB, file)]."""
+    sizes, name = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if parts and not parts[0].endswith(":"):
+                name = os.path.basename(parts[5]) if len(parts) > 5 else "[anonymous]"
+            elif parts and parts[0] == "Rss:" and name:
+                sizes[name] = sizes.get(name, 0.0) + int(parts[1]) / 1024.0
+    return sorted(((mib, n) for n, mib in sizes.items()), reverse=True)[:count]
 
 
 def settled(lab, pairs):
@@ -109,9 +123,13 @@ def main():
         per_host = {i: len(lab.qemus(i)) for i in lab.hosts()}
         idle = measure(lab, args.idle)
         print("\nidle, %.0f s (heartbeats every 200 ms):" % args.idle)
-        for i, (cpu, (rss, anon)) in sorted(idle.items()):
-            print("  amfd %s: %d VMs, RSS %.1f MiB (%.1f MiB its own, the rest shared libraries), CPU %.2f%% of a core "
-                  "(%.3f%% per VM)" % (lab.node_name(i), per_host[i], rss, anon, cpu, cpu / max(1, per_host[i])))
+        for i, (cpu, (rss, pss, anon)) in sorted(idle.items()):
+            print("  amfd %s: %d VMs, RSS %.1f MiB (PSS %.1f; %.1f MiB its own, the rest shared libraries), "
+                  "CPU %.2f%% of a core (%.3f%% per VM)" % (lab.node_name(i), per_host[i], rss, pss, anon, cpu,
+                                                           cpu / max(1, per_host[i])))
+        first = min(idle)
+        print("  largest parts of amfd %s's RSS: %s" % (lab.node_name(first), ", ".join(
+            "%s %.1f MiB" % (n, mib) for mib, n in largest_mappings(lab.amfd_pid(first)))))
         total_cpu = sum(c for c, _ in idle.values())
         print("  all amfds: CPU %.2f%% of a core for %d VMs: %.3f%% per VM; RSS %.1f MiB each at most" % (
             total_cpu, sum(per_host.values()), total_cpu / sum(per_host.values()),
@@ -121,9 +139,9 @@ def main():
         print("\npower-off of %s (%d VMs): the survivors over the next 20 s:" % (lab.node_name(victim),
                                                                                 per_host[victim]))
         busy = measure(lab, 20)
-        for i, (cpu, (rss, anon)) in sorted(busy.items()):
-            print("  amfd %s: RSS %.1f MiB (%.1f MiB its own), CPU %.2f%% of a core" % (lab.node_name(i), rss, anon,
-                                                                                       cpu))
+        for i, (cpu, (rss, pss, anon)) in sorted(busy.items()):
+            print("  amfd %s: RSS %.1f MiB (PSS %.1f, %.1f MiB its own), CPU %.2f%% of a core" % (
+                lab.node_name(i), rss, pss, anon, cpu))
     finally:
         lab.down()
         os.system("rm -rf '%s'" % directory)

@@ -62,6 +62,9 @@ wanted_modules=(
 #   counter resumed <n> | counter <n>   kvm-amf-counter (an SI with the attribute `counter`) took over at n
 #                                 / had n acknowledged
 #   load started|ended            kvmamf.load=DELAY:SECONDS: a CPU loop began / stopped
+#   disk writing <dev>            kvmamf.disk-writer=DEV: a loop writes 64 KiB to /dev/DEV every 100 ms,
+#                                 each to the next 64 KiB of it (so a qcow2 under it keeps growing),
+#                                 and syncs each; disk write-error <n> when a write fails
 write_init() {
   cat >"$1" <<'INIT'
 #!/bin/busybox sh
@@ -71,7 +74,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
-addr='' gw='' mode='' wdstop='' agentstop='' debug='' load=''
+addr='' gw='' mode='' wdstop='' agentstop='' debug='' load='' writer=''
 read -r cmdline </proc/cmdline
 # shellcheck disable=SC2086 # split into words on purpose
 for arg in $cmdline; do
@@ -83,6 +86,7 @@ for arg in $cmdline; do
     kvmamf.agent-stop-after=*) agentstop=${arg#kvmamf.agent-stop-after=} ;;
     kvmamf.debug=1) debug=1 ;;
     kvmamf.load=*:*) load=${arg#kvmamf.load=} ;;
+    kvmamf.disk-writer=*) writer=${arg#kvmamf.disk-writer=} ;;
   esac
 done
 [ -n "$debug" ] && echo "KVM-AMF-GUEST init uptime=$(cut -d' ' -f1 /proc/uptime)"
@@ -148,6 +152,21 @@ if [ -n "$load" ]; then
       read -r up _ </proc/uptime
     done
     echo "KVM-AMF-GUEST load ended"
+  ) &
+fi
+
+if [ -n "$writer" ]; then
+  (
+    blocks=$(($(cat /sys/block/$writer/size 2>/dev/null || echo 0) / 128))  # 64 KiB blocks
+    [ "$blocks" -gt 0 ] || { echo "KVM-AMF-GUEST disk write-error no /dev/$writer"; exit 0; }
+    echo "KVM-AMF-GUEST disk writing $writer"
+    n=0
+    while true; do
+      dd if=/dev/urandom of=/dev/$writer bs=65536 count=1 seek=$((n % blocks)) conv=fsync 2>/dev/null ||
+        echo "KVM-AMF-GUEST disk write-error $n"
+      n=$((n + 1))
+      sleep 0.1
+    done
   ) &
 fi
 

@@ -8,7 +8,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
-from amf_lab.invariants import ConfigConverged, DualActive, GuestBeliefs, SiRecovered, VmOnTwoHosts  # noqa: E402
+from amf_lab.invariants import (AckedWritesKept, ConfigConverged, DualActive, GuestBeliefs,  # noqa: E402
+                                RecoveredBeforeFence, SiRecovered, SpuriousRecovery, VmOnTwoHosts)
 
 
 def obs(t, qemus=None, beliefs=None, status=None, sides=None, statuses=None):
@@ -101,6 +102,81 @@ class ConfigConvergedTest(unittest.TestCase):
     def test_the_same_everywhere_is_fine(self):
         c = ConfigConverged()
         c.finish(obs(9, statuses={"n1": status([]), "n2": status([])}))
+        self.assertEqual(c.violations, [])
+
+
+class RecoveredBeforeFenceTest(unittest.TestCase):
+    def checker(self):
+        c = RecoveredBeforeFence({"a-vm": "a", "b-vm": "b"})
+        c.event(1, "decision", "start su/a on node1; start su/b on node2")
+        c.event(2, "report", "vm/a-vm started on node1")
+        c.event(3, "report", "vm/b-vm started on node2")
+        c.event(4, "decision", "assign si/mme-si active to su/a")
+        c.event(5, "decision", "assign si/mme-si standby to su/b")
+        return c
+
+    def test_a_takeover_while_the_old_host_is_lost_is_a_violation(self):
+        c = self.checker()
+        c.event(10, "decision", "node node1 lost (left the membership); fence node1")
+        c.event(11, "decision", "assign si/mme-si active to su/b")
+        self.assertEqual([v["tMs"] for v in c.violations], [11])
+        self.assertIn("su/a's host node1", c.violations[0]["detail"])
+
+    def test_a_restart_elsewhere_while_the_host_is_lost_is_a_violation(self):
+        c = self.checker()
+        c.event(10, "decision", "node node1 amfd-down (its node manager left)")
+        c.event(12, "decision", "start su/a on node3")
+        self.assertEqual(len(c.violations), 1)
+        self.assertEqual(c.violations[0]["invariant"], "recovered-before-fence")
+
+    def test_after_the_fence_it_is_fine(self):
+        c = self.checker()
+        c.event(10, "decision", "node node1 lost (left the membership); fence node1")
+        c.event(20, "report", "fencing node1 succeeded")
+        c.event(21, "decision", "node node1 down (fenced); assign si/mme-si active to su/b; start su/a on node3")
+        self.assertEqual(c.violations, [])
+
+    def test_a_crashed_vm_is_not_on_its_host_any_more(self):
+        c = self.checker()
+        c.event(10, "report", "vm/a-vm failed on node1: crash")
+        c.event(11, "decision", "node node1 lost (left the membership)")
+        c.event(12, "decision", "start su/a on node3")
+        self.assertEqual(c.violations, [])
+
+
+class SpuriousRecoveryTest(unittest.TestCase):
+    def test_a_failover_under_loss_alone_is_a_violation(self):
+        c = SpuriousRecovery()
+        c.fault(10, "packet-loss", {"node": "node1", "percent": 5})
+        c.event(20, "decision", "node node1 lost (left the membership); fence node1")
+        self.assertEqual([v["detail"] for v in c.violations],
+                         ["node node1 lost (left the membership) under packet loss on node1 only",
+                          "fence node1 under packet loss on node1 only"])
+
+    def test_after_the_loss_ends_or_with_another_fault_it_is_not_judged(self):
+        c = SpuriousRecovery()
+        c.fault(10, "packet-loss", {"node": "node1", "percent": 5})
+        c.fault(20, "packet-loss", {"node": "node1", "percent": 0})
+        c.event(30, "decision", "failover su/a")
+        c.fault(40, "packet-loss", {"node": "node1", "percent": 5})
+        c.fault(41, "node-crash", {"node": "node2"})
+        c.event(50, "decision", "node node2 lost (left the membership)")
+        self.assertEqual(c.violations, [])
+
+
+class AckedWritesKeptTest(unittest.TestCase):
+    def test_lost_and_torn_writes_are_violations(self):
+        c = AckedWritesKept()
+        c.finish(dict(obs(90), writes={"acked": 10, "failed": 2, "lost": [4], "torn": [11]}))
+        self.assertEqual([v["detail"] for v in c.violations], [
+            "acknowledged checkpoint write 4 is lost", "checkpoint write 11, not acknowledged, is there in part"])
+
+    def test_nothing_to_read_back_is_a_violation_and_all_back_is_fine(self):
+        c = AckedWritesKept()
+        c.finish(dict(obs(90), writes={"acked": 10, "failed": 0, "lost": None, "torn": None}))
+        self.assertEqual(len(c.violations), 1)
+        c = AckedWritesKept()
+        c.finish(dict(obs(90), writes={"acked": 10, "failed": 2, "lost": [], "torn": []}))
         self.assertEqual(c.violations, [])
 
 

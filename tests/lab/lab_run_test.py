@@ -9,7 +9,7 @@ Cases:
               clientOutages, the steps in its events with the cluster's reports and decisions, no
               violation, node1 back, the SI's outages within the scenario's bound
   refusals    an invalid scenario exits 65 with FILE:LINE:COLUMN; a fault the lab cannot inject
-              (io-error) is refused, naming the step, before anything is built
+              (op-fail) is refused, naming the step, before anything is built
 """
 import json
 import os
@@ -80,11 +80,11 @@ def case_refusals(directory):
     check(result.returncode == 65, "invalid scenario: exit %d %s" % (result.returncode, result.stderr))
     check(bad + ":2:" in result.stderr, "no FILE:LINE in: %s" % result.stderr)
     path = scenario(directory, """  - at: 5s
-    fault: {io-error: mme-a-vm}
+    fault: {op-fail: {node: node1, op: start}}
 """)
     result = amf_lab(directory, "run", path)
-    check(result.returncode == 1, "io-error: exit %d %s" % (result.returncode, result.stderr))
-    check("io-error" in result.stderr and "5000 ms" in result.stderr, "refusal: %s" % result.stderr)
+    check(result.returncode == 1, "op-fail: exit %d %s" % (result.returncode, result.stderr))
+    check("op-fail" in result.stderr and "5000 ms" in result.stderr, "refusal: %s" % result.stderr)
     check(not os.path.exists(os.path.join(directory, "lab")), "a lab was built for a refused scenario")
 
 

@@ -9,6 +9,10 @@ An observation is a dict:
             a VM whose QEMU runs nowhere believes nothing
   status    amfd's status document (from an amfd with a director), or None
   sides     the partition's sides (lists of nodes) while the lab is partitioned, else None
+  writes    at the end only: the checkpoint writer's count (ckpt_writer.py), or None
+
+Checkers that judge the cluster's decisions also take each event of the amfds' streams (`event`) and
+each fault as it is injected (`fault`), in time order with the observations.
 """
 import os
 import re
@@ -27,7 +31,13 @@ class Checker:
         self.violations.append({"tMs": t_ms, "invariant": self.name, "detail": detail})
 
     def observe(self, obs):
-        raise NotImplementedError
+        """An observation of the lab (above)."""
+
+    def event(self, t_ms, kind, detail):
+        """An event of the amfds' streams: kind "report" or "decision", detail its text."""
+
+    def fault(self, t_ms, kind, fault):
+        """A fault injected now: its kind and the scenario's fault (a dict)."""
 
     def finish(self, obs):
         """The end of the run (obs: the last observation)."""
@@ -110,6 +120,105 @@ class SiRecovered(Checker):
                     si["name"], ", ".join(acked)))
 
 
+class RecoveredBeforeFence(Checker):
+    """The cluster started a unit elsewhere, or made another unit active for its SI, while the unit's
+    host was lost (out of the membership, or its node manager gone) and not yet fenced: its VM may
+    still run there. Judged from the decisions: `node N lost|amfd-down|fencing` opens the window,
+    `node N down|up` closes it (fenced, self-fenced past its bound, or back)."""
+    name = "recovered-before-fence"
+    NODE = re.compile(r"^node (\S+) (lost|amfd-down|fencing|down|up) \(")
+    START = re.compile(r"^start su/(\S+) on (\S+)$")
+    ASSIGN = re.compile(r"^assign si/(\S+) (\S+) to su/(\S+)$")
+    UNASSIGN = re.compile(r"^unassign si/(\S+) from su/(\S+)$")
+
+    def __init__(self, unit_of):
+        super().__init__()
+        self.unit_of = unit_of  # vm -> su
+        self.unsafe = set()     # nodes lost and not fenced
+        self.node_of = {}       # su -> the node it was last started on
+        self.active = {}        # si -> the su it was last assigned active to
+
+    def event(self, t_ms, kind, detail):
+        if kind == "report":
+            m = re.match(r"^vm/(\S+) (started on|stopped on|failed on) (\S+?)(: crash)?$", detail)
+            su = self.unit_of.get(m.group(1)) if m else None
+            if su and m.group(2) == "started on":
+                self.node_of[su] = m.group(3)
+            elif su and (m.group(2) == "stopped on" or m.group(4)) and self.node_of.get(su) == m.group(3):
+                del self.node_of[su]  # its QEMU is gone: nothing of it runs there any more
+            return
+        if kind != "decision":
+            return
+        for part in detail.split("; "):
+            m = self.NODE.match(part)
+            if m:
+                (self.unsafe.add if m.group(2) in ("lost", "amfd-down", "fencing") else self.unsafe.discard)(m.group(1))
+                continue
+            m = self.START.match(part)
+            if m:
+                su, node = m.groups()
+                old = self.node_of.get(su)
+                if old in self.unsafe and node != old:
+                    self.violate(t_ms, "su/%s started on %s while %s, where it ran, was not fenced" % (su, node, old))
+                self.node_of[su] = node
+                continue
+            m = self.ASSIGN.match(part)
+            if m and m.group(2) == "active":
+                si, _, su = m.groups()
+                old = self.active.get(si)
+                if old and old != su and self.node_of.get(old) in self.unsafe:
+                    self.violate(t_ms, "si/%s made active on su/%s while su/%s's host %s was not fenced" % (
+                        si, su, old, self.node_of[old]))
+                self.active[si] = su
+                continue
+            m = self.UNASSIGN.match(part)
+            if m and self.active.get(m.group(1)) == m.group(2):
+                del self.active[m.group(1)]
+
+
+class SpuriousRecovery(Checker):
+    """Packet loss below what the token tolerates must not cost a member: while loss is injected and no
+    other fault has been, a node lost, a fence or a failover is spurious."""
+    name = "spurious-recovery"
+    WORDS = re.compile(r"^(node \S+ lost|fence |failover su/)")
+
+    def __init__(self):
+        super().__init__()
+        self.lossy = set()
+        self.other = False
+
+    def fault(self, t_ms, kind, fault):
+        if kind == "packet-loss":
+            (self.lossy.add if fault.get("percent", 0) > 0 else self.lossy.discard)(fault.get("node"))
+        else:
+            self.other = True
+
+    def event(self, t_ms, kind, detail):
+        if kind != "decision" or not self.lossy or self.other:
+            return
+        for part in detail.split("; "):
+            if self.WORDS.match(part):
+                self.violate(t_ms, "%s under packet loss on %s only" % (part, ", ".join(sorted(self.lossy))))
+
+
+class AckedWritesKept(Checker):
+    """Every checkpoint write the cluster acknowledged during the run reads back at the end, and none it
+    did not acknowledge is there in part (the writer's count, obs["writes"])."""
+    name = "ckpt-write-lost"
+
+    def finish(self, obs):
+        writes = obs.get("writes")
+        if not writes:
+            return
+        if writes["lost"] is None:
+            self.violate(obs["tMs"], "no amfd answered to read the %d acknowledged writes back" % writes["acked"])
+            return
+        for n in writes["lost"]:
+            self.violate(obs["tMs"], "acknowledged checkpoint write %d is lost" % n)
+        for n in writes["torn"]:
+            self.violate(obs["tMs"], "checkpoint write %d, not acknowledged, is there in part" % n)
+
+
 class ConfigConverged(Checker):
     """At the end, every amfd that answers holds the same configuration (generation and digest)."""
     name = "config-diverged"
@@ -183,4 +292,5 @@ def checkers_for(config):
         n = max(1, red.get("activeUnits", 1)) if red["model"] == "N-Way-Active" else 1
         for si in group["spec"].get("serviceInstances", []):
             allowed[si["name"]] = n
-    return [DualActive(unit_of, allowed), VmOnTwoHosts(), SiRecovered(), ConfigConverged()]
+    return [DualActive(unit_of, allowed), VmOnTwoHosts(), SiRecovered(), ConfigConverged(),
+            RecoveredBeforeFence(unit_of), SpuriousRecovery(), AckedWritesKept()]

@@ -26,6 +26,8 @@ LIBVIRT_SCRIPT = os.path.join(SCRIPTS, "libvirt-host.sh")
 SOURCE = os.path.dirname(os.path.dirname(SCRIPTS))
 GUEST_BUILDER = os.path.join(SOURCE, "guest", "image", "build-test-guest.sh")
 LOSS_TABLE = "amf_lab_loss"
+# The tmpfs under a new directory of VM disks (shared storage; io-error fills it).
+DISK_STORE = "256m"
 # The tmpfs under each amfd's state: room for the checkpoints (which keep 64 MiB spare), small
 # enough to fill (state-disk-full).
 STATE_DISK = "256m"
@@ -201,7 +203,14 @@ class Lab:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             elif not path.startswith("/dev/") and not os.path.exists(path):
                 # Shared storage: the machine's file system is seen by every host at the same path.
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                # A new (or empty) directory of disks gets a tmpfs of its own, mounted before the
+                # hosts' mount namespaces copy the machine's: what fills it (io-error) fills only it.
+                directory = os.path.dirname(path)
+                os.makedirs(directory, exist_ok=True)
+                if not os.path.ismount(directory) and not os.listdir(directory):
+                    run("mount", "-t", "tmpfs", "-o", "size=" + DISK_STORE, "amf-lab-disks", directory)
+                    self.state.setdefault("diskMounts", []).append(directory)
+                    self.save()
                 fmt = kind[len("disk-"):]
                 run("qemu-img", "create", "-q", "-f", fmt, path, "64M")
                 log("created an empty %s disk %s for vm %s" % (fmt, path, vm["name"]))
@@ -256,6 +265,9 @@ class Lab:
             state = os.path.join(self.amfd_dir(i), "state")
             if os.path.ismount(state):
                 subprocess.run(["umount", "-l", state])
+        for directory in self.state.get("diskMounts", []):
+            if os.path.ismount(directory):
+                subprocess.run(["umount", "-l", directory])
         for pid in self._netns_pids(self.client_ns()):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", self.client_ns()], stderr=subprocess.DEVNULL)
@@ -478,6 +490,37 @@ class Lab:
                     f.flush()
             except OSError:
                 pass
+
+    def io_error(self, vm, wait_s=15.0, failed=lambda: False):
+        """A failing disk under `vm`: fills the file system under its disks (a tmpfs the lab mounted
+        for them) so that its writes fail (ENOSPC: QEMU stops the VM and reports the I/O error), until
+        failed() is true or wait_s passes; then frees it. Returns how long it was full, in ms."""
+        disks = [path for path, kind, owner in self.config().files_needed()
+                 if kind.startswith("disk-") and owner["name"] == vm and not path.startswith("/dev/")]
+        if not disks:
+            raise LabError("vm %s has no disk file to fail" % vm)
+        directory = os.path.dirname(disks[0])
+        if directory not in self.state.get("diskMounts", []):
+            raise LabError("vm %s's disks are not on a file system the lab mounted for them (a new or empty "
+                           "directory of disks gets one at up): %s" % (vm, directory))
+        filler = os.path.join(directory, ".filler")
+        started = now_ms()
+        try:
+            with open(filler, "wb") as f:
+                chunk = b"\0" * (1 << 20)
+                try:
+                    while True:
+                        f.write(chunk)
+                        f.flush()
+                except OSError:
+                    pass
+            deadline = time.time() + wait_s
+            while not failed() and time.time() < deadline:
+                time.sleep(0.05)
+        finally:
+            if os.path.exists(filler):
+                os.remove(filler)
+        return now_ms() - started
 
     def hostile_frames(self, i):
         if not self.tools.hostile:

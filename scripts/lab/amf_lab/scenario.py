@@ -15,12 +15,13 @@ import sys
 import threading
 import time
 
+from .ckpt_writer import CheckpointWriter
 from .invariants import GuestBeliefs, checkers_for
 from .probe import Probe
 from .util import LabError, now_ms, run
 
 POLL_S = 0.1
-UNSUPPORTED = {"io-error": "a failing disk", "op-fail": "failing hypervisor or fence operations"}
+UNSUPPORTED = {"op-fail": "failing hypervisor or fence operations"}
 # Decisions by the kind of recovery they take (counted in the report).
 RECOVERY_WORDS = (("restart vm/", "vm-restart"), ("restart su/", "su-restart"), ("failover su/", "su-failover"),
                   ("fence ", "fence"), ("start su/", "su-start"), ("disable node/", "node-failover"))
@@ -52,6 +53,13 @@ class Recorder(threading.Thread):
     def event(self, t_ms, kind, detail):
         with self.lock:
             self.events.append({"tMs": t_ms - self.t0, "type": kind, "detail": detail})
+            for checker in self.checkers:
+                checker.event(t_ms - self.t0, kind, detail)
+
+    def fault(self, kind, fault):
+        with self.lock:
+            for checker in self.checkers:
+                checker.fault(now_ms() - self.t0, kind, fault)
 
     def violation(self, invariant, detail):
         with self.lock:
@@ -113,11 +121,13 @@ class Recorder(threading.Thread):
         self.observation = obs
         return obs
 
-    def finish(self):
-        """Stops following and runs the checkers' end-of-run checks."""
+    def finish(self, writes=None):
+        """Stops following and runs the checkers' end-of-run checks (writes: the checkpoint writer's
+        count)."""
         self.stopped.set()
         self.join(10)
         obs = self.observe(every_amfd=True)
+        obs["writes"] = writes
         for checker in self.checkers:
             checker.observe(obs)
             checker.finish(obs)
@@ -174,6 +184,7 @@ def perform(lab, recorder, step):
                                            (result.stdout or result.stderr).strip().replace("\n", " "))
         return step["admin"] + ": no amfd runs"
     kind = fault["kind"]
+    recorder.fault(kind, fault)
     host = lambda: lab.host_of(fault["node"])  # noqa: E731
     if kind == "node-crash":
         lab.power_off(host())
@@ -209,6 +220,13 @@ def perform(lab, recorder, step):
         lab.start_corosync(host())
     elif kind == "link-flap":
         lab.link_flap(host(), fault["count"], fault["periodMs"] / 1000.0)
+    elif kind == "io-error":
+        vm, since = fault["vm"], now_ms() - recorder.t0
+        reported = lambda: any(e["tMs"] >= since and e["type"] == "report" and  # noqa: E731
+                               e["detail"].startswith("vm/%s failed on " % vm) for e in list(recorder.events))
+        full = lab.io_error(vm, failed=reported)
+        return "io-error: vm/%s's storage full for %d ms%s" % (vm, full, "" if reported() else
+                                                                 " (no failure reported)")
     elif kind == "packet-loss":
         lab.packet_loss(host(), fault["percent"])
     elif kind == "state-disk-full":
@@ -298,6 +316,8 @@ def run_once(lab, path, prefix="amf", image=None, cache=None, log=print, keep=Fa
     t0 = now_ms()
     recorder = Recorder(lab, t0, checkers_for(lab.config()))
     recorder.start()
+    writer = CheckpointWriter(lab)
+    writer.start()
     probes = {si: Probe(lab.client_ns(), ip) for si, ip in sorted(lab.state["services"].items())}
     try:
         for step in plan["steps"]:
@@ -315,12 +335,13 @@ def run_once(lab, path, prefix="amf", image=None, cache=None, log=print, keep=Fa
         if delay > 0:
             time.sleep(delay)
         end = now_ms()
-        final = recorder.finish()
+        final = recorder.finish(writer.finish())
         for probe in probes.values():
             probe.stop()
-        report = report_of(plan, recorder, probes, final["status"], t0, end)
+        report = report_of(plan, recorder, probes, final["status"], t0, end, final["writes"])
     finally:
         recorder.stopped.set()
+        writer.stopped.set()
         for probe in probes.values():
             probe.stop()
         if not keep:
@@ -386,13 +407,14 @@ def row_of(report):
     return {"scenario": report["scenario"], "failed": failed(report), "problems": problems,
             "faults": summary["faults"], "detectionMs": summary["detectionMs"],
             "clientOutageMs": summary["clientOutageMs"], "dualActive": summary["dualActive"],
-            "lostWrites": summary["lostWrites"], "recoveryActions": summary["recoveryActions"],
+            "lostWrites": summary["lostWrites"], "checkpointWrites": summary.get("checkpointWrites"),
+            "recoveryActions": summary["recoveryActions"],
             "simulated": report["simulated"], "wallSeconds": report["wallSeconds"]}
 
 
 def markdown(rows):
     out = ["| Scenario | Result | Faults | Detection (ms) | Client outage max / p50 (ms) | Dual-active | "
-           "Lost writes | Recovery actions | amf-sim predicted outage max (ms) |",
+           "Lost writes / acknowledged | Recovery actions | amf-sim predicted outage max (ms) |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "faults" not in r:
@@ -404,7 +426,7 @@ def markdown(rows):
             r["scenario"], "**FAILED**: " + "; ".join(r["problems"])[:300] if r["failed"] else "passed",
             ", ".join(r["faults"]), ", ".join("-" if d is None else str(d) for d in r["detectionMs"]) or "-",
             "%s / %s" % (outage["max"], outage["p50"]) if outage["count"] else "none", r["dualActive"],
-            "-" if r["lostWrites"] is None else r["lostWrites"],
+            "-" if r["lostWrites"] is None else "%d / %d" % (r["lostWrites"], r["checkpointWrites"]),
             ", ".join("%s %d" % kv for kv in sorted(r["recoveryActions"].items())) or "none",
             sim.get("maxOutageMs", "-") if sim else "-"))
     return "\n".join(out) + "\n"
@@ -424,7 +446,7 @@ def summary_of_sim(report):
 CLIENT_GAP_MS = 250
 
 
-def report_of(plan, recorder, probes, status, t0, end):
+def report_of(plan, recorder, probes, status, t0, end, writes=None):
     client = []
     for si, probe in probes.items():
         served = probe.replies and probe.replies[0]
@@ -457,11 +479,11 @@ def report_of(plan, recorder, probes, status, t0, end):
         "clientOutages": client,
         "invariants": {"violations": violations},
         "expectations": {"unmet": unmet},
-        "summary": summary(plan, events, client, violations, end - t0),
+        "summary": summary(plan, events, client, violations, end - t0, writes),
     }
 
 
-def summary(plan, events, client, violations, until_ms):
+def summary(plan, events, client, violations, until_ms, writes=None):
     """The report's figures: the faults; for each, how long until the cluster first reacted (its first
     report or decision after it); the client's outages; dual actives; recovery actions by kind."""
     faults, detection = [], []
@@ -488,7 +510,8 @@ def summary(plan, events, client, violations, until_ms):
         "clientOutageMs": {"count": len(lengths), "max": lengths[-1] if lengths else 0,
                            "p50": lengths[len(lengths) // 2] if lengths else 0},
         "dualActive": sum(1 for v in violations if v["invariant"].startswith("dual-active")),
-        "lostWrites": None,  # no checkpoint writes are made by these scenarios yet
+        "checkpointWrites": None if writes is None else writes["acked"],
+        "lostWrites": None if writes is None or writes["lost"] is None else len(writes["lost"]),
         "recoveryActions": actions,
     }
 

@@ -168,7 +168,8 @@ TEST(StatusDocumentTest, WithADirectorNoSuchProblem) {
   view.hosts = {1, 2};
   view.quorate = true;
   view.clusterSize = 3;
-  for (const auto& p : statusDocument(s, view)["problems"]) {
+  const auto doc = statusDocument(s, view);
+  for (const auto& p : doc["problems"]) {
     EXPECT_EQ(p.get<std::string>().find("nothing is decided here"), std::string::npos) << p;
   }
 }

@@ -133,7 +133,18 @@ class RecoveredBeforeFenceTest(unittest.TestCase):
         c = self.checker()
         c.event(10, "decision", "node node1 lost (left the membership); fence node1")
         c.event(20, "report", "fencing node1 succeeded")
-        c.event(21, "decision", "node node1 down (fenced); assign si/mme-si active to su/b; start su/a on node3")
+        c.event(21, "decision", "assign si/mme-si active to su/b; start su/a on node3")
+        self.assertEqual(c.violations, [])
+
+    def test_a_failed_fence_keeps_the_window_open_and_a_self_fence_closes_it(self):
+        c = self.checker()
+        c.event(10, "decision", "node node1 lost (left the membership); fence node1")
+        c.event(20, "report", "fencing node1 failed: exit 1")
+        c.event(21, "decision", "start su/a on node3")
+        self.assertEqual(len(c.violations), 1)
+        c = self.checker()
+        c.event(10, "decision", "node node1 lost (left the membership)")
+        c.event(20, "decision", "node node1 down (self-fenced: its bound has passed); start su/a on node3")
         self.assertEqual(c.violations, [])
 
     def test_a_crashed_vm_is_not_on_its_host_any_more(self):

@@ -123,8 +123,9 @@ class SiRecovered(Checker):
 class RecoveredBeforeFence(Checker):
     """The cluster started a unit elsewhere, or made another unit active for its SI, while the unit's
     host was lost (out of the membership, or its node manager gone) and not yet fenced: its VM may
-    still run there. Judged from the decisions: `node N lost|amfd-down|fencing` opens the window,
-    `node N down|up` closes it (fenced, self-fenced past its bound, or back)."""
+    still run there. Judged from the amfds' events: the decision `node N lost|amfd-down|fencing`
+    opens the window; the report `fencing N succeeded` or the decision `node N down|up` closes it
+    (fenced, self-fenced past its bound, or back)."""
     name = "recovered-before-fence"
     NODE = re.compile(r"^node (\S+) (lost|amfd-down|fencing|down|up) \(")
     START = re.compile(r"^start su/(\S+) on (\S+)$")
@@ -140,6 +141,10 @@ class RecoveredBeforeFence(Checker):
 
     def event(self, t_ms, kind, detail):
         if kind == "report":
+            fenced = re.match(r"^fencing (\S+) succeeded$", detail)
+            if fenced:
+                self.unsafe.discard(fenced.group(1))
+                return
             m = re.match(r"^vm/(\S+) (started on|stopped on|failed on) (\S+?)(: crash)?$", detail)
             su = self.unit_of.get(m.group(1)) if m else None
             if su and m.group(2) == "started on":

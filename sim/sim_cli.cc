@@ -56,6 +56,7 @@ nlohmann::ordered_json planOf(const model::Scenario& scenario) {
                       {"count", fault->count},
                       {"periodMs", fault->period.count()},
                       {"percent", fault->percent},
+                      {"delayMs", fault->delay.count()},
                       {"file", fault->file}};
     } else {
       out["admin"] = model::formatAdminCommand(std::get<model::AdminCommand>(step.action));

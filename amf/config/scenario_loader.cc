@@ -123,7 +123,8 @@ std::string faultTextOf(const Fault& fault) {
     case FaultValue::kFlap:
       return out + " " + fault.node + " " + std::to_string(fault.count) + " " + model::formatDuration(fault.period);
     case FaultValue::kLoss:
-      return out + " " + fault.node + " " + std::to_string(fault.percent) + "%";
+      return out + " " + fault.node + " " + std::to_string(fault.percent) + "%" +
+             (fault.delay.count() > 0 ? " +" + model::formatDuration(fault.delay) : "");
     case FaultValue::kFile:
       return out + " " + std::filesystem::path(fault.file).filename().string();
     case FaultValue::kPartition: {
@@ -391,12 +392,13 @@ class ScenarioReader {
         });
         break;
       case FaultValue::kLoss:
-        readPresent(f, key, "a map {node: NODE, percent: P} (0 ends the loss)", [&] {
+        readPresent(f, key, "a map {node: NODE, percent: P, delay: D} (0 and 0, the defaults, end it)", [&] {
           return f.object(key, [&](Fields& o) {
             if (o.name("node", fault.node, kRequired)) {
               references_.push_back({{TargetKind::kNode, fault.node}, located(o, "node"), key});
             }
-            o.integer("percent", fault.percent, 0, 100, kRequired);
+            o.integer("percent", fault.percent, 0, 100);
+            o.duration("delay", fault.delay, Duration(0), Duration(10000));
           });
         });
         break;
@@ -677,7 +679,8 @@ std::string faultYaml(const model::Fault& fault) {
       return word + ": {node: " + fault.node + ", count: " + std::to_string(fault.count) +
              ", period: " + model::formatDuration(fault.period) + "}";
     case FaultValue::kLoss:
-      return word + ": {node: " + fault.node + ", percent: " + std::to_string(fault.percent) + "}";
+      return word + ": {node: " + fault.node + ", percent: " + std::to_string(fault.percent) +
+             (fault.delay.count() > 0 ? ", delay: " + model::formatDuration(fault.delay) : "") + "}";
     case FaultValue::kFile:
       return word + ": \"" + fault.file + "\"";
   }

@@ -39,7 +39,11 @@ def main():
         return result.returncode or 1
     print(json.dumps({k: report[k] for k in ("summary", "simulated", "invariants", "expectations", "outages",
                                              "clientOutages")}, indent=1))
+    for e in report["events"]:
+        if e["type"] in ("fault", "fault-reply", "admin", "admin-reply"):
+            print("%9.3fs  %-11s %s" % (e["tMs"] / 1000.0, e["type"], e["detail"]))
     if result.returncode != 0:
+        print("every event:")
         for e in report["events"]:
             print("%9.3fs  %-11s %s" % (e["tMs"] / 1000.0, e["type"], e["detail"]))
         print(result.stderr[-4000:])

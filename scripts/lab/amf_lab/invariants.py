@@ -182,8 +182,8 @@ class RecoveredBeforeFence(Checker):
 
 
 class SpuriousRecovery(Checker):
-    """Packet loss below what the token tolerates must not cost a member: while loss is injected and no
-    other fault has been, a node lost, a fence or a failover is spurious."""
+    """Packet loss and delay below what the token tolerates must not cost a member: while loss or delay
+    is injected and no other fault has been, a node lost, a fence or a failover is spurious."""
     name = "spurious-recovery"
     WORDS = re.compile(r"^(node \S+ lost|fence |failover su/)")
 
@@ -194,7 +194,8 @@ class SpuriousRecovery(Checker):
 
     def fault(self, t_ms, kind, fault):
         if kind == "packet-loss":
-            (self.lossy.add if fault.get("percent", 0) > 0 else self.lossy.discard)(fault.get("node"))
+            bad = fault.get("percent", 0) > 0 or fault.get("delayMs", 0) > 0
+            (self.lossy.add if bad else self.lossy.discard)(fault.get("node"))
         else:
             self.other = True
 

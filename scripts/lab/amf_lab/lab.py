@@ -26,6 +26,8 @@ LIBVIRT_SCRIPT = os.path.join(SCRIPTS, "libvirt-host.sh")
 SOURCE = os.path.dirname(os.path.dirname(SCRIPTS))
 GUEST_BUILDER = os.path.join(SOURCE, "guest", "image", "build-test-guest.sh")
 LOSS_TABLE = "amf_lab_loss"
+# The netfilter queue whose packets netdelay.py holds (packet-loss with a delay).
+DELAY_QUEUE = 7
 # The tmpfs under a new directory of VM disks (shared storage; io-error fills it).
 DISK_STORE = "256m"
 # The tmpfs under each amfd's state: room for the checkpoints (which keep 64 MiB spare), small
@@ -457,22 +459,58 @@ class Lab:
         thread.start()
         return thread
 
-    def packet_loss(self, i, percent):
-        """Drops percent% of the host's Corosync packets, each way, at random (nftables: this kernel has
-        no netem, so there is loss but no added delay); 0 ends it."""
+    def packet_loss(self, i, percent, delay_ms=0):
+        """Drops percent% of the host's Corosync packets, each way, at random (nftables), and delays
+        the others by delay_ms each way (an NFQUEUE rule of iptables-legacy and netdelay.py in the
+        host's namespace: this kernel has neither netem nor nftables' queue); 0 and 0 end both.
+        Returns what the delayer it stopped, if any, says it held."""
         ns = self.netns(i)
         subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", LOSS_TABLE],
                        stderr=subprocess.DEVNULL)
-        if percent <= 0:
-            return
-        rule = "udp dport 5405 numgen random mod 100 < %d drop" % percent
-        script = ("table inet %s {\n chain input { type filter hook input priority 0; policy accept; %s; }\n"
-                  " chain output { type filter hook output priority 0; policy accept; %s; }\n}\n" % (
-                      LOSS_TABLE, rule, rule))
-        result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True,
-                                capture_output=True)
-        if result.returncode != 0:
-            raise LabError("nft in %s: %s" % (ns, result.stderr.strip()))
+        held = self._delay(i, 0)
+        if percent > 0:
+            rule = "udp dport 5405 numgen random mod 100 < %d drop" % percent
+            script = ("table inet %s {\n chain input { type filter hook input priority 0; policy accept; %s; }\n"
+                      " chain output { type filter hook output priority 0; policy accept; %s; }\n}\n" % (
+                          LOSS_TABLE, rule, rule))
+            result = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True,
+                                    capture_output=True)
+            if result.returncode != 0:
+                raise LabError("nft in %s: %s" % (ns, result.stderr.strip()))
+        if delay_ms > 0:
+            self._delay(i, delay_ms)
+        return held
+
+    def _delay(self, i, delay_ms):
+        """Stops the host's delayer (returning the last line of its log) and starts one for delay_ms."""
+        ns = self.netns(i)
+        delayers = self.state.setdefault("delayers", {})
+        pid = delayers.pop(str(i), None)
+        path = os.path.join(self.dir, "host%d" % i, "netdelay.log")
+        said = None
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_for("host%d's delayer gone" % i, lambda: not alive(pid), timeout=5, poll=0.02)
+            with open(path, errors="replace") as f:
+                lines = f.read().strip().splitlines()
+            said = lines[-1] if lines else None
+        for chain in ("INPUT", "OUTPUT"):
+            rule = [chain, "-p", "udp", "--dport", "5405", "-j", "NFQUEUE", "--queue-num", str(DELAY_QUEUE),
+                    "--queue-bypass"]
+            while subprocess.run(["ip", "netns", "exec", ns, "iptables-legacy", "-D"] + rule,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+                pass
+            if delay_ms > 0:
+                run("ip", "netns", "exec", ns, "iptables-legacy", "-A", *rule)
+        if delay_ms > 0:
+            log = open(path, "a")
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "amf_lab.netdelay",
+                                     str(DELAY_QUEUE), str(delay_ms)], cwd=SCRIPTS, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True)
+            log.close()
+            delayers[str(i)] = proc.pid
+        self.save()
+        return said
 
     def state_disk(self, i, full):
         """Fills the file system under the host's amfd state (a tmpfs of its own) with one file, or

@@ -228,7 +228,9 @@ def perform(lab, recorder, step):
         return "io-error: vm/%s's storage full for %d ms%s" % (vm, full, "" if reported() else
                                                                  " (no failure reported)")
     elif kind == "packet-loss":
-        lab.packet_loss(host(), fault["percent"])
+        held = lab.packet_loss(host(), fault["percent"], fault.get("delayMs", 0))
+        if held:
+            return "packet-loss: %s's %s" % (fault["node"], held)
     elif kind == "state-disk-full":
         lab.state_disk(host(), True)
     elif kind == "state-disk-free":

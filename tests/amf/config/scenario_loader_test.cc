@@ -379,21 +379,26 @@ TEST(ScenarioLoader, TheLabsFaults) {
                               "  - at: 7s\n"
                               "    fault: {corosync-crash: node1}\n"
                               "  - at: 8s\n"
-                              "    fault: {amfd-hang: node2}\n");
+                              "    fault: {amfd-hang: node2}\n"
+                              "  - at: 9s\n"
+                              "    fault: {packet-loss: {node: node3, delay: 60ms}}\n");
   ASSERT_TRUE(r.ok()) << errorLines(r);
   const auto& steps = r.scenario.steps;
-  ASSERT_EQ(steps.size(), 8u);
+  ASSERT_EQ(steps.size(), 9u);
   EXPECT_EQ(faultOf(steps[0]).kind, Fault::Kind::kGuestResume);
   EXPECT_EQ(faultOf(steps[1]).count, 4);
   EXPECT_EQ(faultOf(steps[2]).count, 3);  // the default
   EXPECT_EQ(faultOf(steps[3]).period, 500ms);
   EXPECT_EQ(faultOf(steps[4]).percent, 7);
+  EXPECT_EQ(faultOf(steps[4]).delay, 0ms);
+  EXPECT_EQ(faultOf(steps[8]).percent, 0);  // the default
+  EXPECT_EQ(faultOf(steps[8]).delay, 60ms);
   EXPECT_EQ(faultOf(steps[5]).file, kDataDir + "/sg-web.yaml");
   std::vector<std::string> texts;
   for (const auto& step : steps) texts.push_back(step.text);
   EXPECT_EQ(texts, (Lines{"guest-resume web-a-vm", "vm-crash-loop web-b-vm 4", "vm-crash-loop web-b-vm 3",
                           "link-flap node2 2 500ms", "packet-loss node3 7%", "apply sg-web.yaml",
-                          "corosync-crash node1", "amfd-hang node2"}));
+                          "corosync-crash node1", "amfd-hang node2", "packet-loss node3 0% +60ms"}));
   // Written out and read back, every fault is the same.
   for (const auto& step : steps) {
     ScenarioLoadResult again =
@@ -413,13 +418,16 @@ TEST(ScenarioLoader, TheLabsFaultValues) {
                               "  - at: 3s\n"
                               "    fault: {link-flap: {node: node9, period: 10ms}}\n"
                               "  - at: 4s\n"
-                              "    fault: {vm-crash-loop: {vm: web-a-vm, count: 0}}\n");
+                              "    fault: {vm-crash-loop: {vm: web-a-vm, count: 0}}\n"
+                              "  - at: 5s\n"
+                              "    fault: {packet-loss: {node: node1, delay: 11s}}\n");
   EXPECT_EQ(scenarioErrors(r), (Lines{
                                    "4:49: percent: must be between 0 and 100, not 101",
                                    "6:20: apply: no file nowhere.yaml",
                                    "8:31: link-flap: node 'node9' is not in the configuration",
                                    "8:46: period: must be between 100ms and 1h, not 10ms",
                                    "10:50: count: must be between 1 and 100, not 0",
+                                   "12:47: delay: must be between 0ms and 10s, not 11s",
                                }))
       << errorLines(r);
 }

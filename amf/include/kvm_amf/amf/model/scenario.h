@@ -49,7 +49,8 @@ struct Fault {
     kCorosyncCrash,   // corosync-crash: NODE   the host's Corosync dies; the host leaves the membership
     kCorosyncStart,   // corosync-start: NODE
     kLinkFlap,        // link-flap: {node: NODE, count: N, period: D}   the cluster link goes down and up N times
-    kPacketLoss,      // packet-loss: {node: NODE, percent: P}  P% of the host's cluster traffic is lost (0 ends it)
+    kPacketLoss,      // packet-loss: {node: NODE, percent: P, delay: D}  P% of the host's cluster traffic is
+                      // lost, the rest delayed by D each way (both 0, their defaults, end it)
     kStateDiskFull,   // state-disk-full: NODE  the disk under amfd's state fills up
     kStateDiskFree,   // state-disk-free: NODE
     kApply,           // apply: FILE            amf-admin apply -f FILE (a path relative to the scenario)
@@ -65,6 +66,7 @@ struct Fault {
   int count = 1;                                 // op-fail, vm-crash-loop, link-flap
   Duration period{0};                            // link-flap: one down and up cycle
   int percent = 0;                               // packet-loss
+  Duration delay{0};                             // packet-loss
   std::string file;                              // apply: the path, resolved against the scenario's folder
   bool operator==(const Fault&) const = default;
 };

@@ -85,7 +85,8 @@ def bind(queue):
 
 
 def accept(sock, queue, packet_id):
-    sock.send(message(NFQNL_MSG_VERDICT, queue, [attribute(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id))]))
+    verdict = attribute(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, packet_id))
+    sock.send(message(NFQNL_MSG_VERDICT, queue, [verdict]))
 
 
 def serve(queue, delay_s):

@@ -43,8 +43,10 @@ step "tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 # sanitizers it would take most of the suite's time, and the scenario corpus covers the same code.
 # Of the real-lab cases, those whose amfd code the others already run (a partition, lock/unlock,
 # si-swap, the scenario runs, the checkpoint and Prometheus labs, whose services the unit and
-# Corosync tests run under the sanitizers) and the 50 VM cycles run in the normal build only: each
-# costs a lab and booted guests.
+# Corosync tests run under the sanitizers, the VM operations, whose engine and adapter code the unit
+# tests run), the 50 VM cycles, and the real VM's heartbeat, watchdog and migration (the adapter
+# against libvirt's test driver covers their code) run in the normal build only: each costs booted
+# guests.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j "$jobs" --output-on-failure -LE faultlab-scenario \
-  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash|lab\.ckpt\..*|monitor\.lab|libvirt\.vm\.cycles)$')
+  -E '^(sim\.fuzz|lab\.amfd\.(partition|lock-unlock|si-swap)|lab\.run\.host-crash|lab\.ckpt\..*|lab\.amfd\.vm-operations|monitor\.lab|libvirt\.vm\.(cycles|heartbeat|watchdog|migrate))$')

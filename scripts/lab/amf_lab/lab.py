@@ -344,29 +344,38 @@ class Lab:
             os.kill(pid, signal.SIGKILL)
         return True
 
+    def _power_switch(self, i):
+        """The host's power switch: one power-off or power-on of a host at a time (a scenario's
+        node-start or a test's power-on can meet the fence agent's power-off and power-on). An open file
+        whose exclusive lock is held until it is closed."""
+        os.makedirs(os.path.join(self.dir, "host%d" % i), exist_ok=True)
+        lock = open(os.path.join(self.dir, "host%d" % i, "power.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return lock
+
     def power_off(self, i):
-        """Host i crashes: every process of the host dies at once (SIGKILL), as when its power fails."""
+        """Host i crashes: every process of the host dies at once (SIGKILL), as when its power fails.
+        A power-on in progress finishes first."""
         ns = self.netns(i)
-        deadline = time.time() + 10
-        while True:
-            pids = self._netns_pids(ns) + [p for p in (self.amfd_pid(i), self.corosync_pid(i)) if p]
-            pids = [p for p in pids if alive(p)]
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if time.time() > deadline:
-                raise LabError("host %d: processes %s survive SIGKILL" % (i, pids))
-            time.sleep(0.01)
+        with self._power_switch(i):
+            deadline = time.time() + 10
+            while True:
+                pids = self._netns_pids(ns) + [p for p in (self.amfd_pid(i), self.corosync_pid(i)) if p]
+                pids = [p for p in pids if alive(p)]
+                if not pids:
+                    return
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if time.time() > deadline:
+                    raise LabError("host %d: processes %s survive SIGKILL" % (i, pids))
+                time.sleep(0.01)
 
     def power_on(self, i):
-        """Host i boots: its Corosync, libvirt daemon and amfd start (those not running). One power-on
-        of a host at a time: a scenario's node-start can meet the fence agent's power-on."""
-        with open(os.path.join(self.dir, "host%d" % i, "power.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """Host i boots: its Corosync, libvirt daemon and amfd start (those not running)."""
+        with self._power_switch(i):
             if not self.corosync_pid(i):
                 run("bash", HOSTS_SCRIPT, "start", self.dir, self.prefix, str(i))
             if not self.libvirtd_pid(i):

@@ -131,6 +131,8 @@ class RecoveredBeforeFence(Checker):
     START = re.compile(r"^start su/(\S+) on (\S+)$")
     ASSIGN = re.compile(r"^assign si/(\S+) (\S+) to su/(\S+)$")
     UNASSIGN = re.compile(r"^unassign si/(\S+) from su/(\S+)$")
+    FENCED = re.compile(r"^fencing (\S+) succeeded$")
+    VM = re.compile(r"^vm/(\S+) (started on|stopped on|failed on) (\S+?)(: crash)?$")
 
     def __init__(self, unit_of):
         super().__init__()
@@ -141,11 +143,11 @@ class RecoveredBeforeFence(Checker):
 
     def event(self, t_ms, kind, detail):
         if kind == "report":
-            fenced = re.match(r"^fencing (\S+) succeeded$", detail)
+            fenced = self.FENCED.match(detail)
             if fenced:
                 self.unsafe.discard(fenced.group(1))
                 return
-            m = re.match(r"^vm/(\S+) (started on|stopped on|failed on) (\S+?)(: crash)?$", detail)
+            m = self.VM.match(detail)
             su = self.unit_of.get(m.group(1)) if m else None
             if su and m.group(2) == "started on":
                 self.node_of[su] = m.group(3)

@@ -18,7 +18,7 @@ import threading
 import time
 
 from .config import LabConfig
-from .util import LabError, alive, now_ms, read_pid, run, wait_for
+from .util import LabError, alive, fill, now_ms, read_pid, run, wait_for
 
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS_SCRIPT = os.path.join(SCRIPTS, "corosync-hosts.sh")
@@ -529,14 +529,7 @@ class Lab:
             if os.path.exists(filler):
                 os.remove(filler)
             return
-        with open(filler, "wb") as f:
-            chunk = b"\0" * (1 << 20)
-            try:
-                while True:
-                    f.write(chunk)
-                    f.flush()
-            except OSError:
-                pass
+        fill(filler)
 
     def io_error(self, vm, wait_s=15.0, failed=lambda: False):
         """A failing disk under `vm`: fills the file system under its disks (a tmpfs the lab mounted
@@ -553,14 +546,7 @@ class Lab:
         filler = os.path.join(directory, ".filler")
         started = now_ms()
         try:
-            with open(filler, "wb") as f:
-                chunk = b"\0" * (1 << 20)
-                try:
-                    while True:
-                        f.write(chunk)
-                        f.flush()
-                except OSError:
-                    pass
+            fill(filler)
             deadline = time.time() + wait_s
             while not failed() and time.time() < deadline:
                 time.sleep(0.05)

@@ -487,7 +487,8 @@ def report_of(plan, recorder, probes, status, t0, end, writes=None):
 
 def summary(plan, events, client, violations, until_ms, writes=None):
     """The report's figures: the faults; for each, how long until the cluster first reacted (its first
-    report or decision after it); the client's outages; dual actives; recovery actions by kind."""
+    report or decision after it); the client's outages; dual actives; the checkpoint writes
+    acknowledged and lost (writes: the writer's count); recovery actions by kind."""
     faults, detection = [], []
     for step in plan["steps"]:
         if "fault" not in step:

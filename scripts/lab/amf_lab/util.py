@@ -27,6 +27,19 @@ def run(*args, check=True, timeout=120, env=None):
     return result.stdout
 
 
+def fill(path):
+    """Writes zeros to the file at path until its file system is full (the write that finds no room
+    ends it); the file stays, to be removed to free the room."""
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+
+
 def wait_for(what, predicate, timeout=60.0, poll=0.1):
     """Calls predicate until it returns something true; returns that. Raises Timeout naming `what`."""
     deadline = time.time() + timeout

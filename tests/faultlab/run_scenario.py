@@ -15,6 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
 from amf_lab.examples import relocated_scenario  # noqa: E402
+from amf_lab.lab import free_prefix  # noqa: E402
 
 
 def main():
@@ -27,7 +28,7 @@ def main():
     directory = tempfile.mkdtemp(prefix="faultlab-")
     scenario = relocated_scenario(sys.argv[1], directory, os.environ["AMF_GUEST_IMAGE"])
     args = [os.environ["AMF_LAB"], "--dir", os.path.join(directory, "lab"), "run", scenario, "-o", "json",
-            "--prefix", "fl"]
+            "--prefix", free_prefix("fl")]
     if os.environ.get("AMF_LIBVIRT_CACHE"):
         args += ["--cache", os.environ["AMF_LIBVIRT_CACHE"]]
     result = subprocess.run(args, capture_output=True, text=True, timeout=900)

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
 from amf_lab.examples import relocated  # noqa: E402
-from amf_lab.lab import Lab, Tools  # noqa: E402
+from amf_lab.lab import Lab, Tools, free_prefix  # noqa: E402
 from amf_lab.probe import Probe, client_outage  # noqa: E402
 from amf_lab.lab import LIBVIRT_SCRIPT as LIBVIRT  # noqa: E402
 from amf_lab.util import now_ms, run, wait_for  # noqa: E402
@@ -450,7 +450,7 @@ def main():
     probes = {}
     watcher = None
     try:
-        lab.up(configuration(directory), prefix="al", cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
+        lab.up(configuration(directory), prefix=free_prefix("al"), cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
         probes = {si: Probe(lab.client_ns(), ip) for si, ip in (("mme-si", MME_IP), ("oam-si", OAM_IP))}
         settle(lab, probes)
         watcher = Watcher(lab)

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from amfd_test import check, configuration, served, settle, standby_of  # noqa: E402
-from amf_lab.lab import Lab, Tools  # noqa: E402
+from amf_lab.lab import Lab, Tools, free_prefix  # noqa: E402
 from amf_lab.probe import Probe  # noqa: E402
 from amf_lab.util import now_ms, wait_for  # noqa: E402
 
@@ -145,7 +145,7 @@ def main():
     ok = False
     probes = {}
     try:
-        lab.up(files, prefix="ck", cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
+        lab.up(files, prefix=free_prefix("ck"), cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
         probes = {si: Probe(lab.client_ns(), ip) for si, ip in (("mme-si", "10.90.0.100"), ("oam-si", "10.90.3.100"))}
         settle(lab, probes)
         CASES[sys.argv[1]](lab)

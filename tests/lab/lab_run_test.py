@@ -19,6 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from amfd_test import configuration, check  # noqa: E402
+from amf_lab.lab import free_prefix  # noqa: E402
 
 
 def scenario(directory, steps, expect=""):
@@ -49,7 +50,7 @@ def case_host_crash(directory):
     su/mme-b: {presence: instantiated}
   maxOutage: {mme-si: 2500ms}
 """)
-    args = ["run", path, "-o", "json", "--prefix", "lr"]
+    args = ["run", path, "-o", "json", "--prefix", free_prefix("lr")]
     if os.environ.get("AMF_LIBVIRT_CACHE"):
         args += ["--cache", os.environ["AMF_LIBVIRT_CACHE"]]
     result = amf_lab(directory, *args)

@@ -32,7 +32,7 @@ import time
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(SOURCE, "scripts", "lab"))
 from amf_lab.examples import relocated  # noqa: E402
-from amf_lab.lab import Lab, Tools  # noqa: E402
+from amf_lab.lab import Lab, Tools, free_prefix  # noqa: E402
 from amf_lab.util import Timeout, run, wait_for  # noqa: E402
 
 PORT = 9464
@@ -342,7 +342,7 @@ def main():
     prom = None
     ok = False
     try:
-        lab.up(configuration(directory), prefix="amon", cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
+        lab.up(configuration(directory), prefix=free_prefix("amon"), cache=os.environ.get("AMF_LIBVIRT_CACHE") or None, boot_s=5)
         prom = Prometheus(lab, os.path.join(directory, "prometheus"))
         prom.ready()
         wait_for("Prometheus scraping every amfd", lambda: [v for _, v in prom.query("up")] == [1.0] * 3,

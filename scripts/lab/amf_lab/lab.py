@@ -37,6 +37,23 @@ AGENT_DIR = "/run/libvirt/kvm-amf-agents"  # inside a host: DIR/hostK/run/kvm-am
 DEFAULT_DIR = "/var/lib/kvm-amf-lab"
 
 
+def prefix_namespaces(prefix):
+    """The network namespaces a lab with `prefix` names: PREFIXhub, PREFIXsvc and PREFIX<host>."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    names = [line.split()[0] for line in listing.splitlines() if line.strip()]
+    return [n for n in names if n in (prefix + "hub", prefix + "svc") or
+            (n.startswith(prefix) and n[len(prefix):].isdigit())]
+
+
+def free_prefix(base):
+    """`base`, or `base` with a letter appended, whose namespaces are free: a test's lab starts even
+    when a run killed before its teardown has left its lab behind."""
+    for candidate in [base] + [base[:5] + c for c in "abcdefghijklmnopqrstuvwxyz"]:
+        if not prefix_namespaces(candidate):
+            return candidate
+    raise LabError("every prefix from %s to %sz is taken by a lab that is up" % (base, base[:5]))
+
+
 class Tools:
     """Where the lab's programs are: amfd, amf-admin, amf-sim, the guest agent, amf-lab itself, and
     amf-hostile-peer (malformed admin frames, for the hostile-frames fault; optional)."""
@@ -123,6 +140,10 @@ class Lab:
             raise LabError("a lab is up in %s already (amf-lab down first, or another --dir)" % self.dir)
         if not prefix.isalnum() or not prefix[0].isalpha() or len(prefix) > 6:
             raise LabError("--prefix must be 1-6 letters and digits, starting with a letter")
+        taken = prefix_namespaces(prefix)
+        if taken:
+            raise LabError("namespaces %s exist: another lab with prefix %s is up (amf-lab down --dir of that "
+                           "lab, or another --prefix)" % (", ".join(taken), prefix))
         config = LabConfig(files, self.tools.admin)
         started = time.time()
         os.makedirs(os.path.join(self.dir, "config"), exist_ok=True)
@@ -277,6 +298,7 @@ class Lab:
             os.replace(os.path.join(self.dir, "lab.json"), os.path.join(self.dir, "lab.json.down"))
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        self.state = {}
 
     def _power_pidfiles(self):
         return [os.path.join(self.dir, f) for f in os.listdir(self.dir) if f.startswith("power-on.")] \

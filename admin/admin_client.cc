@@ -207,7 +207,14 @@ struct AdminClient::Impl {
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         // The server hung up in the handshake: over CURVE, what a server does that cannot read
-        // the client's greeting, sealed for another server's key.
+        // the client's greeting, sealed for another server's key; over ipc://, an amfd that died
+        // with the connection in its backlog, which the file tells if nothing listens any more.
+        if (auto path = detail::ipcFilePath(at)) {
+          if (auto gone = probeIpc(at, *path); gone && gone->kind == ClientErrorKind::kUnreachable) {
+            link.failure = gone;
+            break;
+          }
+        }
         link.failure = failed("the handshake with " + at + " failed (" + std::strerror(static_cast<int>(value)) + ")" +
                               (isTcp(at) ? ": is curveServerKey this server's public key?" : ""));
         break;

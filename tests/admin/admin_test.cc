@@ -408,6 +408,30 @@ TEST_F(AdminTest, WithoutAServerTheClientSaysUnreachableAtOnce) {
   EXPECT_EQ(scheme.error().kind, ClientErrorKind::kFailed);
 }
 
+TEST_F(AdminTest, AServerThatDiesInTheHandshakeIsUnreachable) {
+  // The server took the connection and died before it answered the client's greeting: the
+  // listener is gone, the connection reset in the handshake. Nothing listens at the file any
+  // more, so it is "no amfd", not a failed handshake.
+  std::string dying = (dir_ / "dying.sock").string();
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, dying.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  auto client = AdminClient::connect("ipc://" + dying);
+  ASSERT_TRUE(client.ok()) << client.error().message;
+  int accepted = accept(fd, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the client's greeting, unread
+  close(accepted);
+  auto call = client.value()->call(command("status"), kPatience);
+  ASSERT_FALSE(call.ok());
+  EXPECT_EQ(call.error().kind, ClientErrorKind::kUnreachable) << call.error().message;
+  EXPECT_EQ(call.error().message, "no amfd at ipc://" + dying + ": Connection refused");
+}
+
 TEST_F(AdminTest, AServerThatGoesAwayIsUnreachableForTheNextCall) {
   handler_.answer = echo;
   start(options());

@@ -1,4 +1,5 @@
 """Small helpers shared by the lab's modules: commands, waiting, errors."""
+import os
 import subprocess
 import time
 
@@ -53,13 +54,22 @@ def wait_for(what, predicate, timeout=60.0, poll=0.1):
 
 
 def alive(pid):
-    """True while the process exists and is neither a zombie nor dead."""
+    """True while any thread of the process runs: a killed multi-threaded process shows its main
+    thread as a zombie while its other threads still exit, holding its files (its listening
+    sockets) open until the last one is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError, ValueError):
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
         return False
-    return state not in ("Z", "X")
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError, ValueError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def read_pid(path):

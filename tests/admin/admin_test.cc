@@ -82,6 +82,19 @@ void echo(const proto::Request& request, const Peer&, const Respond& reply) {
   reply(replyWith(request.command().words()));
 }
 
+// A UNIX stream socket bound to `path`, or -1.
+int boundUnixSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Two free TCP ports in a row on localhost (requests on the first, events on the second).
 int freePortPair() {
   auto bindable = [](int port) {
@@ -366,11 +379,8 @@ TEST_F(AdminTest, WithoutAServerTheClientSaysUnreachableAtOnce) {
 
   // A socket file nobody listens on (what a server that died leaves).
   std::string stale = (dir_ / "stale.sock").string();
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, stale.c_str(), sizeof address.sun_path - 1);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  int fd = boundUnixSocket(stale);
+  ASSERT_GE(fd, 0);
   close(fd);
   auto refused = AdminClient::connect("ipc://" + stale);
   ASSERT_FALSE(refused.ok());
@@ -413,11 +423,8 @@ TEST_F(AdminTest, AServerThatDiesInTheHandshakeIsUnreachable) {
   // listener is gone, the connection reset in the handshake. Nothing listens at the file any
   // more, so it is "no amfd", not a failed handshake.
   std::string dying = (dir_ / "dying.sock").string();
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, dying.c_str(), sizeof address.sun_path - 1);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  int fd = boundUnixSocket(dying);
+  ASSERT_GE(fd, 0);
   ASSERT_EQ(listen(fd, 4), 0);
   auto client = AdminClient::connect("ipc://" + dying);
   ASSERT_TRUE(client.ok()) << client.error().message;

@@ -281,7 +281,9 @@ void AdminService::onApplied(const engine::Envelope& message, const engine::Clus
                  },
                  [&](const engine::Report& report) {
                    const std::string what = engine::describe(report);
-                   publish("report", what, json{{"what", what}}, eventClassesOf(report));
+                   // Its place in the cluster's total order: every amfd applies it after the same decisions.
+                   publish("report", what, json{{"what", what}, {"afterDecision", state.decisions}},
+                           eventClassesOf(report));
                  },
                  [](const auto&) {},
              },

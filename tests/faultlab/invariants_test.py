@@ -10,6 +10,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lab"))
 from amf_lab.invariants import (AckedWritesKept, ConfigConverged, DualActive, GuestBeliefs,  # noqa: E402
                                 RecoveredBeforeFence, SiRecovered, SpuriousRecovery, VmOnTwoHosts)
+from amf_lab.scenario import event_key  # noqa: E402
 
 
 def obs(t, qemus=None, beliefs=None, status=None, sides=None, statuses=None):
@@ -211,6 +212,25 @@ class GuestBeliefsTest(unittest.TestCase):
             with open(path, "a") as f:
                 f.write("KVM-AMF-GUEST up uptime=2.0\nKVM-AMF-GUEST hook standby mme-si\n")
             self.assertEqual(beliefs.read({"a-vm": 200}), {"a-vm": {"mme-si": "standby"}})
+
+
+class EventKeyTest(unittest.TestCase):
+    """Copies of one event from several amfds are one event; the same words later in the order are
+    another (a fence that succeeds twice within a second, as in a whole-cluster restart)."""
+
+    def test_copies_match_and_repeats_at_another_place_do_not(self):
+        def report(after, seq):
+            return {"type": "report", "seq": seq, "text": "fencing node3 succeeded",
+                    "data": {"what": "fencing node3 succeeded", "afterDecision": after}}
+
+        def decision(n, seq):
+            return {"type": "decision", "seq": seq, "text": "fence node3", "data": {"seq": n, "director": 1}}
+
+        self.assertEqual(event_key(report(7, 30)), event_key(report(7, 41)))
+        self.assertNotEqual(event_key(report(7, 30)), event_key(report(9, 31)))
+        self.assertEqual(event_key(decision(8, 30)), event_key(decision(8, 52)))
+        self.assertNotEqual(event_key(decision(8, 30)), event_key(decision(9, 31)))
+        self.assertNotEqual(event_key(report(8, 1)), event_key(decision(8, 1)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,15 @@ RECOVERY_WORDS = (("restart vm/", "vm-restart"), ("restart su/", "su-restart"), 
                   ("fence ", "fence"), ("start su/", "su-start"), ("disable node/", "node-failover"))
 
 
+def event_key(e):
+    """What a copy of a report or decision published by another amfd shares with it: its place in the
+    cluster's total order (a decision's seq; the decisions applied before a report) and its text. Two
+    reports of the same words at different places (a fence that succeeds twice) are two events."""
+    data = e.get("data") if isinstance(e.get("data"), dict) else {}
+    place = data.get("seq") if e["type"] == "decision" else data.get("afterDecision")
+    return (e["type"], place, e["text"])
+
+
 class Recorder(threading.Thread):
     """Follows the lab while a scenario runs: events from every amfd's stream (each event once),
     SI outages and invariants from status and the hosts' QEMUs."""
@@ -80,7 +89,7 @@ class Recorder(threading.Thread):
                 continue
             if e["type"] not in ("report", "decision"):
                 continue
-            key = (e["type"], e["text"])
+            key = event_key(e)
             with self.lock:
                 # Every amfd publishes every report and decision it applies: keep the first copy.
                 last = self.seen.get(key)

@@ -268,26 +268,26 @@ void AdminService::onView(const engine::View& view) {
 }
 
 void AdminService::onApplied(const engine::Envelope& message, const engine::ClusterState& state) {
-  std::visit(Overloaded{
-                 [&](const engine::Decision& decision) {
-                   json actions = json::array();
-                   for (const auto& action : decision.actions) actions.push_back(engine::describe(action));
-                   std::string text;
-                   for (const auto& action : actions) text += (text.empty() ? "" : "; ") + action.get<std::string>();
-                   publish("decision", text,
-                           json{{"seq", state.decisions}, {"director", decision.director}, {"actions", actions}},
-                           eventClassesOf(decision));
-                   followConfiguration(state);
-                 },
-                 [&](const engine::Report& report) {
-                   const std::string what = engine::describe(report);
-                   // Its place in the cluster's total order: every amfd applies it after the same decisions.
-                   publish("report", what, json{{"what", what}, {"afterDecision", state.decisions}},
-                           eventClassesOf(report));
-                 },
-                 [](const auto&) {},
-             },
-             message);
+  std::visit(
+      Overloaded{
+          [&](const engine::Decision& decision) {
+            json actions = json::array();
+            for (const auto& action : decision.actions) actions.push_back(engine::describe(action));
+            std::string text;
+            for (const auto& action : actions) text += (text.empty() ? "" : "; ") + action.get<std::string>();
+            publish("decision", text,
+                    json{{"seq", state.decisions}, {"director", decision.director}, {"actions", actions}},
+                    eventClassesOf(decision));
+            followConfiguration(state);
+          },
+          [&](const engine::Report& report) {
+            const std::string what = engine::describe(report);
+            // Its place in the cluster's total order: every amfd applies it after the same decisions.
+            publish("report", what, json{{"what", what}, {"afterDecision", state.decisions}}, eventClassesOf(report));
+          },
+          [](const auto&) {},
+      },
+      message);
 }
 
 void AdminService::onSynced(const engine::ClusterState& state) {
